@@ -1,0 +1,54 @@
+# zen-lead's two commands are `make test` and `make demo` (see README.md); the other targets are
+# their steps. Everything is set up on first use: .venv/, the Python packages (pinned by
+# constraints.txt) and the control-plane binaries (built into ~/.cache/zen-lead, outside the repo).
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: test demo setup controlplane lint typecheck pytest lock clean
+
+## test: set everything up, then lint, type-check and run every test.
+test: lint typecheck controlplane pytest
+
+## demo: the embedded demo on a local control plane.
+demo: setup controlplane
+	$(BIN)/zen-lead demo
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+	  { echo "zen-lead needs Python >= 3.11 (found: $$($(PYTHON) -V 2>&1)); set PYTHON=..." >&2; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,dev]'
+	touch $@
+
+## controlplane: build (or reuse) etcd, kube-apiserver, kube-proxy, kubectl and helm.
+controlplane:
+	bash tests/controlplane/build.sh >/dev/null
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup controlplane
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+## lock: re-pin constraints.txt after changing dependencies in pyproject.toml.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install --quiet -e '.[test,dev,otel]'
+	{ sed -n '1,2p' constraints.txt; .lock-venv/bin/pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

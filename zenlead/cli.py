@@ -1,0 +1,138 @@
+"""The ``zen-lead`` command line: parses arguments and hands each subcommand to its module.
+
+Subcommands:
+
+- ``dev-cluster``: run the local etcd + kube-apiserver in the foreground until SIGINT/SIGTERM.
+- ``demo``: the embedded default job (for now: start the local control plane, print the API
+  server's ``/version`` through the Python client, stop).
+
+Exit codes: 0 success, 1 runtime failure (message on stderr), 2 usage error (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pathlib
+import shutil
+import signal
+import sys
+from typing import TYPE_CHECKING, NoReturn
+
+import zenlead
+from zenlead import errors
+from zenlead.kube import client as kube_client
+from zenlead.testing import assets, controlplane
+
+if TYPE_CHECKING:
+    import types
+    from collections.abc import Sequence
+
+__all__ = ("main",)
+
+log = logging.getLogger("zenlead.cli")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line with `argv` (default: ``sys.argv[1:]``); return the exit code."""
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code: int = args.handler(args)
+    except (errors.ZenleadError, assets.AssetNotFoundError, controlplane.ControlPlaneError) as exc:
+        print(f"zen-lead: error: {exc}", file=sys.stderr)
+        return 1
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="zen-lead",
+        description="Single-active routing for Kubernetes Services.",
+    )
+    parser.add_argument("--version", action="version", version=f"zen-lead {zenlead.__version__}")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=("debug", "info", "warning", "error"),
+        help="log verbosity (default: info)",
+    )
+    subs = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+    dev = subs.add_parser(
+        "dev-cluster",
+        help="run a local etcd + kube-apiserver until interrupted",
+        description="Start the local control plane, write an admin kubeconfig, print its path "
+        "and run until SIGINT or SIGTERM; then stop everything and remove the kubeconfig.",
+    )
+    dev.add_argument(
+        "--kubeconfig-out",
+        type=pathlib.Path,
+        required=True,
+        metavar="FILE",
+        help="where to write the admin kubeconfig",
+    )
+    dev.add_argument(
+        "--keep-workdir",
+        action="store_true",
+        help="keep logs and certificates of the control plane after it stops",
+    )
+    dev.set_defaults(handler=_dev_cluster)
+    demo = subs.add_parser(
+        "demo",
+        help="run the embedded demo on a local control plane",
+        description="Start the local control plane, print its /version through the Python "
+        "client, and stop.",
+    )
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+class _Stop(Exception):  # noqa: N818 - a signal, not an error.
+    """Raised by the SIGTERM/SIGINT handler to unwind into the control plane's cleanup."""
+
+
+def _raise_stop(signum: int, _frame: types.FrameType | None) -> NoReturn:
+    # A second signal must not interrupt the cleanup that the first one starts.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, signal.SIG_IGN)
+    raise _Stop(signal.Signals(signum).name)
+
+
+def _dev_cluster(args: argparse.Namespace) -> int:
+    # Installed before anything starts, so a signal at any moment unwinds through stop().
+    previous = {sig: signal.signal(sig, _raise_stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        return _serve_dev_cluster(args)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _serve_dev_cluster(args: argparse.Namespace) -> int:
+    out: pathlib.Path = args.kubeconfig_out
+    options = controlplane.Options(keep_workdir=args.keep_workdir)
+    try:
+        with controlplane.ControlPlane(options) as plane:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(plane.kubeconfig, out)
+            out.chmod(0o600)
+            print(f"kubeconfig: {out}", flush=True)
+            print(f"workdir: {plane.workdir}", flush=True)
+            while True:
+                signal.pause()
+    except _Stop as stop:
+        log.info("received %s, stopped the control plane", stop)
+    finally:
+        out.unlink(missing_ok=True)
+    return 0
+
+
+def _demo(_args: argparse.Namespace) -> int:
+    with controlplane.ControlPlane() as plane:
+        api = kube_client.connect(str(plane.kubeconfig))
+        try:
+            version = kube_client.server_version(api)
+        finally:
+            api.close()
+    print(f"kube-apiserver {version.git_version} ({version.platform}) answered at {plane.url}")
+    return 0

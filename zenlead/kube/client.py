@@ -1,0 +1,57 @@
+"""Build Kubernetes API clients and translate their failures into `errors.KubeError`.
+
+Everything in zen-lead that needs the API server gets its client from `connect`: from a
+kubeconfig file when one is given, otherwise from the in-cluster service account.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import urllib3
+from kubernetes import client, config
+from kubernetes.client import exceptions as kube_exceptions
+from kubernetes.config import config_exception
+
+from zenlead import errors
+
+__all__ = ("ServerVersion", "connect", "server_version")
+
+ApiClient = client.ApiClient
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerVersion:
+    """What the API server reports at ``/version``."""
+
+    git_version: str
+    major: str
+    minor: str
+    platform: str
+
+
+def connect(kubeconfig: str | None, *, context: str | None = None) -> Any:
+    """Return an API client from `kubeconfig`, or from the in-cluster config when it is None."""
+    try:
+        if kubeconfig is None:
+            cfg = client.Configuration()
+            config.load_incluster_config(client_configuration=cfg)
+            return client.ApiClient(cfg)
+        return config.new_client_from_config(config_file=kubeconfig, context=context)
+    except (config_exception.ConfigException, OSError) as exc:
+        where = kubeconfig or "in-cluster service account"
+        raise errors.ConfigError(f"cannot load Kubernetes config from {where}: {exc}") from exc
+
+
+def server_version(api: Any, *, timeout_seconds: float = 10.0) -> ServerVersion:
+    """Return the API server's version, read through the client's ``/version`` call."""
+    try:
+        info = client.VersionApi(api).get_code(_request_timeout=timeout_seconds)
+    except kube_exceptions.ApiException as exc:
+        raise errors.KubeError(f"GET /version failed: {exc.reason}", status=exc.status) from exc
+    except urllib3.exceptions.HTTPError as exc:
+        raise errors.KubeError(f"GET /version failed: {exc}") from exc
+    return ServerVersion(
+        git_version=info.git_version, major=info.major, minor=info.minor, platform=info.platform
+    )
