@@ -18,8 +18,10 @@ def test_leaked_process_fails_the_run(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
         test_leak=textwrap.dedent(
             f"""
-            import subprocess, sys
+            import pathlib, subprocess, sys
+            from zenlead.testing import controlplane
             def test_leaks():
+                controlplane.STARTED.append(pathlib.Path({str(workdir)!r}))
                 subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)",
                                   {str(workdir)!r}])
             """

@@ -36,7 +36,10 @@ if TYPE_CHECKING:
 __all__ = ("ControlPlane", "ControlPlaneError", "Options")
 
 WORKDIR_PREFIX = "zen-lead-cp-"
-"""Prefix of every control plane's work directory; the stray-process check looks for it."""
+"""Prefix of every control plane's work directory."""
+
+STARTED: list[pathlib.Path] = []
+"""Work directories of every control plane this process started (for the stray check)."""
 
 
 class ControlPlaneError(RuntimeError):
@@ -115,6 +118,7 @@ class ControlPlane:
         """Start etcd and kube-apiserver and wait until the API server is ready."""
         _remove_stale_workdirs()
         self.workdir = pathlib.Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX))
+        STARTED.append(self.workdir)
         (self.workdir / "owner.pid").write_text(str(os.getpid()))
         try:
             self._start()

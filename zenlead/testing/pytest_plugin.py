@@ -2,14 +2,12 @@
 
 Loaded by tests/conftest.py (``pytest_plugins``) and usable by any suite with
 ``-p zenlead.testing.pytest_plugin``. Session fixtures are torn down before
-``pytest_sessionfinish``, so any process still naming a control-plane work directory there was
-leaked by the code under test or by the harness itself.
+``pytest_sessionfinish``, so any process still naming the work directory of a control plane
+this session started was leaked by the code under test or by the harness itself. (Control
+planes of other sessions, such as a developer's ``zen-lead dev-cluster``, are not ours to judge.)
 """
 
 from __future__ import annotations
-
-import pathlib
-import tempfile
 
 import pytest
 
@@ -21,8 +19,7 @@ __all__ = ("pytest_sessionfinish",)
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Set a failing exit status and list the processes if any control-plane process is left."""
     del exitstatus
-    tmp = pathlib.Path(tempfile.gettempdir())
-    leaked = processes.find_under(tmp / controlplane.WORKDIR_PREFIX)
+    leaked = [p for workdir in controlplane.STARTED for p in processes.find_under(workdir)]
     if leaked:
         lines = "\n".join(f"  pid {pid}: {cmd[:160]}" for pid, cmd in leaked)
         print(f"\nzen-lead: control-plane processes left running after the suite:\n{lines}")  # noqa: T201
