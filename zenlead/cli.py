@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import pathlib
 import shutil
 import signal
 import sys
 from typing import TYPE_CHECKING, NoReturn
 
+import anyio
+
 import zenlead
-from zenlead import errors
+from zenlead import errors, logs, settings
 from zenlead.kube import client as kube_client
 from zenlead.testing import assets, controlplane
 
@@ -84,6 +87,14 @@ def _parser() -> argparse.ArgumentParser:
         "client, and stop.",
     )
     demo.set_defaults(handler=_demo)
+    run = subs.add_parser(
+        "run",
+        help="run the controller",
+        description="Run the controller in-cluster or against --kubeconfig. Settings come from "
+        "flags, then ZEN_LEAD_* environment variables, then --config, then defaults.",
+    )
+    settings.add_flags(run)
+    run.set_defaults(handler=_run)
     return parser
 
 
@@ -135,4 +146,23 @@ def _demo(_args: argparse.Namespace) -> int:
         finally:
             api.close()
     print(f"kube-apiserver {version.git_version} ({version.platform}) answered at {plane.url}")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = settings.load(vars(args), os.environ, config_path=args.config)
+    logs.configure(level=config.log_level, fmt=config.log_format)
+    from zenlead import app  # noqa: PLC0415 - keep `--help` fast; the controller is heavy.
+
+    async def main() -> None:
+        controller = app.Controller(config)
+        async with anyio.create_task_group() as tg:
+            await tg.start(controller.run)
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for signum in signals:
+                    log.info("received %s, shutting down", signal.Signals(signum).name)
+                    tg.cancel_scope.cancel()
+                    break
+
+    anyio.run(main, backend="asyncio")
     return 0

@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from kubernetes import client
+from zenlead import settings
 from zenlead.kube import client as kube_client
-from zenlead.testing import controlplane, pods
+from zenlead.testing import controlplane, pods, running
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -61,7 +62,7 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
 
 @pytest.fixture
 def make_pod(core: client.CoreV1Api, api: Any, namespace: str) -> Callable[..., Any]:
-    """Return ``make_pod(name, ip=None, ready=True, labels=...)``: create and maybe run a Pod."""
+    """Return ``make_pod(name, ip=None, ready=True, labels=..., ports=...)``: create, maybe run."""
 
     def make(
         name: str,
@@ -69,10 +70,45 @@ def make_pod(core: client.CoreV1Api, api: Any, namespace: str) -> Callable[..., 
         ip: str | None = None,
         ready: bool = True,
         labels: dict[str, str] | None = None,
+        ports: dict[str, int] | None = None,
     ) -> Any:
-        core.create_namespaced_pod(namespace, pods.pod_manifest(name, labels=labels or {}))
+        manifest = pods.pod_manifest(name, labels=labels or {}, ports=ports)
+        core.create_namespaced_pod(namespace, manifest)
         if ip is None:
             return core.read_namespaced_pod(name, namespace)
         return pods.mark_running(api, namespace, name, ip=ip, ready=ready)
 
     return make
+
+
+@pytest.fixture
+def start_controller(
+    control_plane: controlplane.ControlPlane, namespace: str
+) -> Iterator[Callable[..., running.RunningController]]:
+    """Return ``start(**settings)``: run a controller watching the test namespace (stopped after).
+
+    Election is on with short timings (lease 3 s, renew deadline 2 s, retry 0.2 s) and the
+    Lease lives in the test namespace, so tests never share a Lease.
+    """
+    started: list[running.RunningController] = []
+
+    def start(**overrides: Any) -> running.RunningController:
+        values: dict[str, Any] = {
+            "kubeconfig": str(control_plane.kubeconfig),
+            "namespaces": (namespace,),
+            "metrics_bind_address": "127.0.0.1:0",
+            "health_probe_bind_address": "127.0.0.1:0",
+            "leader_election_namespace": namespace,
+            "lease_duration_seconds": 3.0,
+            "renew_deadline_seconds": 2.0,
+            "retry_period_seconds": 0.2,
+        }
+        handle = running.RunningController(settings.Settings(**(values | overrides)))
+        handle.__enter__()
+        started.append(handle)
+        handle.wait_synced()
+        return handle
+
+    yield start
+    for handle in started:
+        handle.stop()

@@ -1,0 +1,311 @@
+"""Every Kubernetes API call zen-lead makes, as raw JSON, under a timeout and a client-side rate.
+
+`Api` wraps the official client's generated methods with ``_preload_content=False`` so objects
+stay plain dicts (no model deserialisation on the hot path), translates failures into the
+`errors.KubeError` tree once, applies a QPS/burst token bucket like client-go's, and reports
+each call to an optional observer (the metrics module). Methods block; the controller calls
+them from worker threads (`anyio.to_thread`) and the informers from their own threads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Protocol
+
+import urllib3
+from kubernetes import client
+from kubernetes.client import exceptions as kube_exceptions
+
+from zenlead import errors
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+__all__ = (
+    "ENDPOINTSLICES",
+    "EVENTS",
+    "LEASES",
+    "PODS",
+    "SERVICES",
+    "Api",
+    "CallObserver",
+    "Resource",
+)
+
+MERGE_PATCH = "application/merge-patch+json"
+_MAX_EVENT_BYTES = 16 * 1024 * 1024  # One watch event larger than this is treated as an error.
+_STATUS_ERRORS: dict[int, type[errors.KubeError]] = {
+    403: errors.ForbiddenError,
+    404: errors.NotFoundError,
+    409: errors.ConflictError,
+    410: errors.GoneError,
+    422: errors.InvalidError,
+    429: errors.ThrottledError,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Resource:
+    """A resource kind and where its methods live in the generated client."""
+
+    plural: str
+    api_class: str
+    singular: str
+
+
+SERVICES = Resource("services", "CoreV1Api", "service")
+PODS = Resource("pods", "CoreV1Api", "pod")
+EVENTS = Resource("events", "CoreV1Api", "event")
+ENDPOINTSLICES = Resource("endpointslices", "DiscoveryV1Api", "endpoint_slice")
+LEASES = Resource("leases", "CoordinationV1Api", "lease")
+
+
+class CallObserver(Protocol):
+    """Receives one report per API call attempt (used for latency metrics)."""
+
+    def __call__(self, *, operation: str, resource: str, result: str, seconds: float) -> None:
+        """Record that `operation` on `resource` ended with `result` after `seconds`."""
+
+
+class _TokenBucket:
+    """Client-side rate limit: `qps` tokens per second, up to `burst` saved (thread-safe)."""
+
+    def __init__(self, qps: float, burst: int) -> None:
+        self._qps = qps
+        self._burst = float(burst)
+        self._tokens = float(burst)
+        self._stamp = time.monotonic()
+        self._lock = threading.Lock()
+
+    def take(self) -> None:
+        if self._qps <= 0:
+            return
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._qps)
+            self._stamp = now
+            self._tokens -= 1.0
+            wait = -self._tokens / self._qps if self._tokens < 0 else 0.0
+        if wait > 0:
+            time.sleep(wait)  # Rate limiting is waiting by definition; callers are threads.
+
+
+class Api:
+    """Blocking API calls on raw JSON with error translation, rate limit and timeouts."""
+
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        timeout_seconds: float = 10.0,
+        qps: float = 50.0,
+        burst: int = 100,
+        observer: CallObserver | None = None,
+    ) -> None:
+        """Wrap `api_client`; each call gets `timeout_seconds` and waits for a rate token."""
+        self.api_client = api_client
+        self.timeout_seconds = timeout_seconds
+        self._bucket = _TokenBucket(qps, burst)
+        self._observer = observer
+        self._apis: dict[str, Any] = {}
+
+    def list(
+        self,
+        res: Resource,
+        namespace: str | None,
+        *,
+        label_selector: str | None = None,
+        limit: int = 500,
+        continue_token: str | None = None,
+    ) -> dict[str, Any]:
+        """Return one page of a list (items, metadata.resourceVersion, metadata.continue)."""
+        kwargs: dict[str, Any] = {"limit": limit}
+        if label_selector:
+            kwargs["label_selector"] = label_selector
+        if continue_token:
+            kwargs["_continue"] = continue_token
+        return self._json("list", res, self._list_method(res, namespace), namespace, kwargs)
+
+    def get(self, res: Resource, namespace: str, name: str) -> dict[str, Any]:
+        """Return one object."""
+        method = self._method(res, f"read_namespaced_{res.singular}")
+        return self._json("get", res, method, None, {"name": name, "namespace": namespace})
+
+    def create(self, res: Resource, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        """Create `body` and return the stored object."""
+        method = self._method(res, f"create_namespaced_{res.singular}")
+        return self._json("create", res, method, None, {"namespace": namespace, "body": body})
+
+    def patch(
+        self, res: Resource, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Apply a JSON merge patch; include metadata.resourceVersion in `body` to lock."""
+        method = self._method(res, f"patch_namespaced_{res.singular}")
+        kwargs = {"name": name, "namespace": namespace, "body": body, "_content_type": MERGE_PATCH}
+        return self._json("patch", res, method, None, kwargs)
+
+    def replace(
+        self, res: Resource, namespace: str, name: str, body: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Replace the object (PUT); body.metadata.resourceVersion makes it conditional."""
+        method = self._method(res, f"replace_namespaced_{res.singular}")
+        kwargs = {"name": name, "namespace": namespace, "body": body}
+        return self._json("replace", res, method, None, kwargs)
+
+    def delete(self, res: Resource, namespace: str, name: str, *, uid: str | None = None) -> None:
+        """Delete the object; with `uid`, only if it is still that object (a precondition)."""
+        body: dict[str, Any] = {"propagationPolicy": "Background"}
+        if uid:
+            body["preconditions"] = {"uid": uid}
+        method = self._method(res, f"delete_namespaced_{res.singular}")
+        self._json(
+            "delete", res, method, None, {"name": name, "namespace": namespace, "body": body}
+        )
+
+    def watch(
+        self,
+        res: Resource,
+        namespace: str | None,
+        *,
+        resource_version: str,
+        label_selector: str | None = None,
+        timeout_seconds: int = 300,
+        on_response: Callable[[Any], None] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """Yield watch events (type, object) from `resource_version`, with bookmarks.
+
+        `on_response` receives the open HTTP response so another thread can close it to stop
+        the watch promptly.
+        """
+        kwargs: dict[str, Any] = {
+            "watch": True,
+            "resource_version": resource_version,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": timeout_seconds,
+        }
+        if label_selector:
+            kwargs["label_selector"] = label_selector
+        method = self._list_method(res, namespace)
+        response = self._call(
+            "watch",
+            res,
+            method,
+            namespace,
+            kwargs,
+            timeout=(self.timeout_seconds, timeout_seconds + self.timeout_seconds),
+        )
+        if on_response is not None:
+            on_response(response)
+        try:
+            yield from _events(response)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise errors.UnavailableError(f"watch {res.plural} broke: {exc}") from exc
+        finally:
+            response.release_conn()
+
+    # Internals -----------------------------------------------------------------------------
+
+    def _api(self, res: Resource) -> Any:
+        if res.api_class not in self._apis:
+            self._apis[res.api_class] = getattr(client, res.api_class)(self.api_client)
+        return self._apis[res.api_class]
+
+    def _method(self, res: Resource, name: str) -> Callable[..., Any]:
+        method: Callable[..., Any] = getattr(self._api(res), name)
+        return method
+
+    def _list_method(self, res: Resource, namespace: str | None) -> Callable[..., Any]:
+        if namespace is None:
+            return self._method(res, f"list_{res.singular}_for_all_namespaces")
+        return self._method(res, f"list_namespaced_{res.singular}")
+
+    def _json(
+        self,
+        operation: str,
+        res: Resource,
+        method: Callable[..., Any],
+        namespace: str | None,
+        kwargs: dict[str, Any],
+    ) -> dict[str, Any]:
+        response = self._call(operation, res, method, namespace, kwargs, timeout=None)
+        try:
+            data = response.data
+        finally:
+            response.release_conn()
+        if not data:
+            return {}
+        decoded: dict[str, Any] = json.loads(data)
+        return decoded
+
+    def _call(
+        self,
+        operation: str,
+        res: Resource,
+        method: Callable[..., Any],
+        namespace: str | None,
+        kwargs: dict[str, Any],
+        *,
+        timeout: tuple[float, float] | None,
+    ) -> Any:
+        if namespace is not None:
+            kwargs = {"namespace": namespace, **kwargs}
+        self._bucket.take()
+        start = time.monotonic()
+        result = "success"
+        try:
+            return method(
+                **kwargs,
+                _preload_content=False,
+                _request_timeout=timeout or self.timeout_seconds,
+            )
+        except kube_exceptions.ApiException as exc:
+            error = _translate(exc, f"{operation} {res.plural}")
+            result = type(error).__name__.removesuffix("Error").lower()
+            raise error from exc
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            result = "unavailable"
+            raise errors.UnavailableError(f"{operation} {res.plural}: {exc}") from exc
+        finally:
+            if self._observer is not None:
+                self._observer(
+                    operation=operation,
+                    resource=res.plural,
+                    result=result,
+                    seconds=time.monotonic() - start,
+                )
+
+
+def _translate(exc: kube_exceptions.ApiException, what: str) -> errors.KubeError:
+    status = int(exc.status or 0)
+    reason, message = exc.reason or "", ""
+    try:
+        body = json.loads(exc.body or "{}")
+        reason = body.get("reason") or reason
+        message = body.get("message") or ""
+    except (ValueError, AttributeError):
+        message = str(exc.body or "")[:500]
+    text = f"{what}: HTTP {status} {reason}: {message}".rstrip(": ")
+    if status == 409 and reason == "AlreadyExists":  # noqa: PLR2004 - HTTP status
+        return errors.AlreadyExistsError(text, status=status)
+    kind = _STATUS_ERRORS.get(status)
+    if kind is None:
+        kind = errors.ServerError if status >= 500 else errors.KubeError  # noqa: PLR2004
+    return kind(text, status=status)
+
+
+def _events(response: Any) -> Iterator[dict[str, Any]]:
+    """Split a watch stream into JSON events; refuse any single event over the size cap."""
+    buffer = b""
+    for chunk in response.stream(64 * 1024, decode_content=True):
+        buffer += chunk
+        while b"\n" in buffer:
+            line, buffer = buffer.split(b"\n", 1)
+            if line.strip():
+                yield json.loads(line)
+        if len(buffer) > _MAX_EVENT_BYTES:
+            raise errors.UnavailableError(f"watch event larger than {_MAX_EVENT_BYTES} bytes")
+    if buffer.strip():
+        yield json.loads(buffer)

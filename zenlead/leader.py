@@ -1,0 +1,186 @@
+"""Pure leader selection: which pod (if any) leads a Service now, and why.
+
+Called by the reconciler (and by ``zen-lead explain``) with the pods the Service selects, the
+current leader read back from the EndpointSlice, the Service's config and the time. It does no
+I/O. Inputs that later features add (active probe results) join through `unhealthy`, a map of
+pod UID to the reason that pod must not lead.
+
+Rules:
+
+- A pod *qualifies* when it is Running, Ready, not terminating, has an IP, can resolve every
+  named targetPort, and is not marked unhealthy.
+- Sticky (default): the current leader stays while it qualifies.
+- Otherwise the oldest qualifying pod (creationTimestamp, then name) that has been Ready for
+  ``min-ready-duration`` wins; the current leader is exempt from that wait.
+- When a qualifying pod is held back only by ``min-ready-duration`` and could become leader,
+  `Decision.requeue_after` says when to look again, so no event is needed to pick it up.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import TYPE_CHECKING, Any
+
+from zenlead import ports
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from zenlead import model, svcconfig
+
+__all__ = ("Decision", "Verdict", "decide", "evaluate")
+
+OK = "ok"
+DELETED = "deleted"
+PREEMPTED = "preempted"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Verdict:
+    """Whether one pod qualifies to lead; `code` is ``ok`` or a short reason code."""
+
+    pod: model.Pod
+    code: str
+    detail: str
+    slice_ports: tuple[ports.SlicePort, ...] = ()
+    missing_port: str | None = None
+
+    @property
+    def qualified(self) -> bool:
+        """True when the pod may lead."""
+        return self.code == OK
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Decision:
+    """The outcome of `decide`.
+
+    Attributes:
+        leader: The pod that leads, or None (the slice gets no endpoints).
+        verdicts: One per selected pod, in the order given.
+        previous_uid: UID of the leader before this decision, if any.
+        cause: Why the previous leader lost its place (a `Verdict` code, ``deleted`` or
+            ``preempted``); None when it stays or there was none.
+        why: One line explaining the choice, for Events and ``zen-lead explain``.
+        requeue_after: Seconds until a held-back pod becomes eligible, when that matters.
+        unresolved_ports: Named targetPorts that kept otherwise healthy pods from leading.
+
+    """
+
+    leader: model.Pod | None
+    verdicts: tuple[Verdict, ...]
+    previous_uid: str | None
+    cause: str | None
+    why: str
+    requeue_after: float | None = None
+    unresolved_ports: tuple[str, ...] = ()
+
+    @property
+    def changed(self) -> bool:
+        """True when the leader is a different pod (or none) than before."""
+        new = self.leader.uid if self.leader else None
+        return new != self.previous_uid
+
+    @property
+    def slice_ports(self) -> tuple[ports.SlicePort, ...]:
+        """Resolved EndpointSlice ports of the leader (empty without a leader)."""
+        for verdict in self.verdicts:
+            if self.leader is not None and verdict.pod.uid == self.leader.uid:
+                return verdict.slice_ports
+        return ()
+
+
+def evaluate(
+    pod: model.Pod,
+    *,
+    source_ports: list[dict[str, Any]],
+    unhealthy: Mapping[str, str],
+) -> Verdict:
+    """Return whether `pod` qualifies to lead, ignoring stickiness and min-ready-duration."""
+    checks = (
+        (pod.deleting, "terminating", "pod is terminating"),
+        (pod.phase != "Running", "notRunning", f"phase is {pod.phase}"),
+        (not pod.ready, "notReady", "Ready condition is not True"),
+        (pod.ip is None, "noIP", "pod has no IP"),
+    )
+    for failed, code, detail in checks:
+        if failed:
+            return Verdict(pod, code, detail)
+    if pod.uid in unhealthy:
+        return Verdict(pod, "unhealthy", unhealthy[pod.uid])
+    try:
+        resolved = ports.resolve(source_ports, pod)
+    except ports.UnresolvedPortError as exc:
+        return Verdict(pod, "portUnresolved", str(exc), missing_port=exc.port_name)
+    return Verdict(pod, OK, "qualifies", tuple(resolved))
+
+
+def decide(
+    pods: Sequence[model.Pod],
+    *,
+    current_uid: str | None,
+    config: svcconfig.ServiceConfig,
+    source_ports: list[dict[str, Any]],
+    now: float,
+    unhealthy: Mapping[str, str] | None = None,
+) -> Decision:
+    """Choose the leader among `pods` (see the module docstring for the rules)."""
+    verdicts = tuple(
+        evaluate(p, source_ports=source_ports, unhealthy=unhealthy or {}) for p in pods
+    )
+    by_uid = {v.pod.uid: v for v in verdicts}
+    current = by_uid.get(current_uid) if current_uid else None
+    unresolved = tuple(sorted({v.missing_port for v in verdicts if v.missing_port}))
+    make = functools.partial(
+        Decision, verdicts=verdicts, previous_uid=current_uid, unresolved_ports=unresolved
+    )
+    if current is not None and current.qualified and config.sticky:
+        return make(leader=current.pod, cause=None, why="current leader still qualifies")
+    eligible, wait = _eligible(verdicts, current_uid=current_uid, config=config, now=now)
+    leader = min(eligible, key=lambda p: (p.created, p.name)) if eligible else None
+    cause = _cause(current_uid, current, leader)
+    if leader is None:
+        why = "no pod qualifies" if wait is None else "no pod has been Ready long enough yet"
+    elif current is not None and leader.uid == current.pod.uid:
+        why = "current leader is the oldest qualifying pod"
+    else:
+        why = "oldest qualifying pod"
+    requeue = wait if (leader is None or not config.sticky) else None
+    return make(leader=leader, cause=cause, why=why, requeue_after=requeue)
+
+
+def _eligible(
+    verdicts: Sequence[Verdict],
+    *,
+    current_uid: str | None,
+    config: svcconfig.ServiceConfig,
+    now: float,
+) -> tuple[list[model.Pod], float | None]:
+    """Return qualifying pods past min-ready-duration, and the soonest wait for the others."""
+    eligible, waits = [], []
+    for verdict in verdicts:
+        if not verdict.qualified:
+            continue
+        pod = verdict.pod
+        since = pod.ready_since if pod.ready_since is not None else now - config.min_ready_seconds
+        remaining = since + config.min_ready_seconds - now
+        if pod.uid == current_uid or remaining <= 0:
+            eligible.append(pod)
+        else:
+            waits.append(remaining)
+    return eligible, (min(waits) if waits else None)
+
+
+def _cause(
+    current_uid: str | None, current: Verdict | None, leader: model.Pod | None
+) -> str | None:
+    if current_uid is None:
+        return None
+    if current is None:
+        return DELETED
+    if not current.qualified:
+        return current.code
+    if leader is None or leader.uid != current.pod.uid:
+        return PREEMPTED
+    return None

@@ -1,0 +1,168 @@
+"""Turn informer notifications into Service keys to reconcile, and note leader failures.
+
+Called from informer threads with (old, new, seen_at) for each change. It only computes which
+source Services are affected (controller-runtime's "map to requests"; the EndpointSlice
+controller's ``GetPodServiceMemberships``) and hands their keys to `enqueue`; the reconciler
+reads the state itself. When a pod that currently leads a Service stops qualifying (deleted,
+terminating, not Ready, no IP, not Running), the moment the watch event arrived is recorded in
+`FailureClock`: that is where ``zen_lead_failover_latency_seconds`` starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from typing import TYPE_CHECKING, Any
+
+from zenlead import model, objects, svcconfig
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from zenlead.kube import store
+
+__all__ = ("Cache", "FailureClock", "Mapper", "is_source", "selects")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cache:
+    """The informers' stores: all Services and Pods in scope, and our EndpointSlices."""
+
+    services: store.Store[dict[str, Any]]
+    pods: store.Store[model.Pod]
+    slices: store.Store[dict[str, Any]]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Failure:
+    """First observation of a leader failing: when (monotonic seconds) and why."""
+
+    at: float
+    reason: str
+
+
+class FailureClock:
+    """Remembers, per Service, when its leader's failure was first observed (thread-safe)."""
+
+    def __init__(self) -> None:
+        """Start with no failures."""
+        self._lock = threading.Lock()
+        self._first: dict[model.ServiceKey, Failure] = {}
+
+    def observe(self, key: model.ServiceKey, reason: str, at: float) -> None:
+        """Record a failure unless an earlier one for `key` is still open."""
+        with self._lock:
+            self._first.setdefault(key, Failure(at, reason))
+
+    def pop(self, key: model.ServiceKey) -> Failure | None:
+        """Return and clear the open failure of `key`."""
+        with self._lock:
+            return self._first.pop(key, None)
+
+    def peek(self, key: model.ServiceKey) -> Failure | None:
+        """Return the open failure of `key` without clearing it."""
+        with self._lock:
+            return self._first.get(key)
+
+
+def is_source(svc: Mapping[str, Any]) -> bool:
+    """Return True if `svc` opts in and is not itself a Service zen-lead made."""
+    meta = svc.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    if labels.get(model.LABEL_MANAGED_BY) == model.MANAGER and model.LABEL_SOURCE in labels:
+        return False
+    return svcconfig.is_enabled(meta.get("annotations"))
+
+
+def selects(svc: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
+    """Return True if the Service's (non-empty) selector matches `labels`."""
+    selector = (svc.get("spec") or {}).get("selector") or {}
+    return bool(selector) and all(labels.get(k) == v for k, v in selector.items())
+
+
+def _failure_reason(pod: model.Pod | None) -> str | None:
+    if pod is None:
+        return "deleted"
+    for failed, code in (
+        (pod.deleting, "terminating"),
+        (pod.phase != "Running", "notRunning"),
+        (not pod.ready, "notReady"),
+        (pod.ip is None, "noIP"),
+    ):
+        if failed:
+            return code
+    return None
+
+
+class Mapper:
+    """Informer handlers: map each change to the source Services it may affect."""
+
+    def __init__(
+        self,
+        cache: Cache,
+        failures: FailureClock,
+        enqueue: Callable[[model.ServiceKey], None],
+    ) -> None:
+        """Read `cache`, record into `failures`, and pass affected keys to `enqueue`."""
+        self._cache = cache
+        self._failures = failures
+        self._enqueue = enqueue
+
+    def on_service(
+        self, old: dict[str, Any] | None, new: dict[str, Any] | None, _seen_at: float
+    ) -> None:
+        """Enqueue the Service if it is (or was) a source, and the sources related to it."""
+        obj = new or old
+        if obj is None:
+            return
+        meta = obj.get("metadata") or {}
+        namespace, name = meta.get("namespace", ""), meta.get("name", "")
+        if any(o is not None and is_source(o) for o in (old, new)):
+            self._enqueue(model.ServiceKey(namespace, name))
+        source = (meta.get("labels") or {}).get(model.LABEL_SOURCE)
+        if source:
+            self._enqueue(model.ServiceKey(namespace, source))
+        # A Service whose name a source wants for its leader: a conflict that may have cleared.
+        for svc in self._cache.services.values(namespace):
+            if is_source(svc) and _leader_name(svc) == name:
+                self._enqueue(model.ServiceKey(namespace, svc["metadata"]["name"]))
+
+    def on_pod(self, old: model.Pod | None, new: model.Pod | None, seen_at: float) -> None:
+        """Note a failing leader, then enqueue every source that selects the pod."""
+        pod = new or old
+        if pod is None:
+            return
+        reason = _failure_reason(new)
+        if reason is not None:
+            self._note_leader_failure(pod, reason, seen_at)
+        for svc in self._cache.services.values(pod.namespace):
+            if not is_source(svc):
+                continue
+            if any(p is not None and selects(svc, p.labels) for p in (old, new)):
+                self._enqueue(model.ServiceKey(pod.namespace, svc["metadata"]["name"]))
+
+    def on_slice(
+        self, old: dict[str, Any] | None, new: dict[str, Any] | None, _seen_at: float
+    ) -> None:
+        """Enqueue the source of one of our EndpointSlices."""
+        obj = new or old
+        if obj is None:
+            return
+        meta = obj.get("metadata") or {}
+        source = (meta.get("labels") or {}).get(model.LABEL_SOURCE)
+        if source:
+            self._enqueue(model.ServiceKey(meta.get("namespace", ""), source))
+
+    def _note_leader_failure(self, pod: model.Pod, reason: str, seen_at: float) -> None:
+        for slice_obj in self._cache.slices.values(pod.namespace):
+            if objects.leader_uid_of(slice_obj) != pod.uid:
+                continue
+            source = (slice_obj["metadata"].get("labels") or {}).get(model.LABEL_SOURCE)
+            if source:
+                self._failures.observe(model.ServiceKey(pod.namespace, source), reason, seen_at)
+
+
+def _leader_name(svc: Mapping[str, Any]) -> str:
+    meta = svc["metadata"]
+    config, _ = svcconfig.parse(meta["name"], meta.get("annotations"))
+    return config.leader_service_name

@@ -1,0 +1,194 @@
+"""Every Prometheus metric zen-lead exports, on a registry per controller instance.
+
+Names and label names follow upstream zen-lead (``zen_lead_*``; labels ``namespace`` and
+``service``) so dashboards and alerts keep working, with honest semantics:
+
+- ``zen_lead_failover_count_total{reason}`` counts leader changes caused by the old leader
+  failing (deleted, terminating, notReady, noIP, notRunning, portUnresolved) or being preempted
+  (``sticky: "false"``); the first election is not a failover.
+- ``zen_lead_failover_latency_seconds{reason}`` runs from the moment the controller first
+  observed the failure (the watch event) to the API server acknowledging the EndpointSlice
+  write that took traffic off the failed pod.
+- ``zen_lead_leader_duration_seconds`` is how long the current pod has led (not its age,
+  which is ``zen_lead_leader_pod_age_seconds``).
+
+Every series labelled with a Service is removed when that Service stops being managed
+(`forget_service`), so alerts clear for deleted Services.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import TYPE_CHECKING
+
+import prometheus_client
+from prometheus_client import core as prom_core
+
+import zenlead
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from zenlead import model
+
+__all__ = ("Metrics",)
+
+_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_SVC = ("namespace", "service")
+
+
+@dataclasses.dataclass
+class _Leadership:
+    since: float  # wall clock, when this pod became leader (as far as we know)
+    pod_created: float
+
+
+class _LeaderClock:
+    """Computes leader duration and pod age at scrape time, from remembered timestamps."""
+
+    def __init__(self) -> None:
+        self.leaders: dict[tuple[str, str], _Leadership] = {}
+
+    def describe(self) -> list[prom_core.Metric]:
+        return []
+
+    def collect(self) -> Iterator[prom_core.Metric]:
+        now = time.time()
+        duration = prom_core.GaugeMetricFamily(
+            "zen_lead_leader_duration_seconds",
+            "Seconds the current leader pod has been leader.",
+            labels=list(_SVC),
+        )
+        age = prom_core.GaugeMetricFamily(
+            "zen_lead_leader_pod_age_seconds",
+            "Age of the current leader pod in seconds.",
+            labels=list(_SVC),
+        )
+        for (namespace, service), lead in list(self.leaders.items()):
+            duration.add_metric([namespace, service], max(0.0, now - lead.since))
+            age.add_metric([namespace, service], max(0.0, now - lead.pod_created))
+        yield duration
+        yield age
+
+
+class Metrics:
+    """The collectors, plus helpers that keep per-Service series consistent."""
+
+    def __init__(self) -> None:
+        """Create every collector on a fresh registry and initialise label-free series."""
+        self.registry = prometheus_client.CollectorRegistry(auto_describe=True)
+        reg = self.registry
+        self.failovers = prometheus_client.Counter(
+            "zen_lead_failover_count",
+            "Leader changes caused by the previous leader failing or being preempted.",
+            [*_SVC, "reason"],
+            registry=reg,
+        )
+        self.failover_latency = prometheus_client.Histogram(
+            "zen_lead_failover_latency_seconds",
+            "From first observing the leader's failure to the EndpointSlice write acknowledged.",
+            [*_SVC, "reason"],
+            buckets=_BUCKETS,
+            registry=reg,
+        )
+        self.reconcile_duration = prometheus_client.Histogram(
+            "zen_lead_reconciliation_duration_seconds",
+            "Duration of one reconcile of a Service.",
+            [*_SVC, "result"],
+            buckets=_BUCKETS,
+            registry=reg,
+        )
+        self.reconciles = prometheus_client.Counter(
+            "zen_lead_reconciliations",
+            "Reconciles by outcome (success, error).",
+            [*_SVC, "result"],
+            registry=reg,
+        )
+        self.reconcile_errors = prometheus_client.Counter(
+            "zen_lead_reconciliation_errors",
+            "Failed reconciles by error type.",
+            [*_SVC, "error_type"],
+            registry=reg,
+        )
+        self.pods_available = prometheus_client.Gauge(
+            "zen_lead_pods_available",
+            "Pods of the Service that qualify to lead.",
+            list(_SVC),
+            registry=reg,
+        )
+        self.without_endpoints = prometheus_client.Gauge(
+            "zen_lead_leader_service_without_endpoints",
+            "1 when the leader Service's EndpointSlice has no endpoint.",
+            list(_SVC),
+            registry=reg,
+        )
+        self.port_failures = prometheus_client.Counter(
+            "zen_lead_port_resolution_failures",
+            "Reconciles in which a named targetPort kept pods from leading.",
+            [*_SVC, "port_name"],
+            registry=reg,
+        )
+        self.write_errors = prometheus_client.Counter(
+            "zen_lead_endpoint_write_errors",
+            "Failed writes of the leader Service or its EndpointSlice.",
+            list(_SVC),
+            registry=reg,
+        )
+        self.managed_services = prometheus_client.Gauge(
+            "zen_lead_leader_services_total",
+            "Leader Services zen-lead manages, per namespace.",
+            ["namespace"],
+            registry=reg,
+        )
+        self.cache_size = prometheus_client.Gauge(
+            "zen_lead_cache_size",
+            "Opted-in Services tracked per namespace (bounded by --max-cache-size-per-namespace).",
+            ["namespace"],
+            registry=reg,
+        )
+        self.events_dropped = prometheus_client.Counter(
+            "zen_lead_events_dropped",
+            "Kubernetes Events not sent because of the per-Service rate limit.",
+            ["reason"],
+            registry=reg,
+        )
+        self.is_leader = prometheus_client.Gauge(
+            "zen_lead_controller_is_leader",
+            "1 while this controller instance holds the leader-election Lease.",
+            registry=reg,
+        )
+        self.queue_depth = prometheus_client.Gauge(
+            "zen_lead_workqueue_depth", "Keys waiting in the work queue.", registry=reg
+        )
+        build = prometheus_client.Gauge(
+            "zen_lead_build_info", "Build information.", ["version"], registry=reg
+        )
+        build.labels(zenlead.__version__).set(1)
+        self._leaders = _LeaderClock()
+        reg.register(self._leaders)
+        self._seen: dict[tuple[str, str], set[tuple[object, tuple[str, ...]]]] = {}
+
+    def track(self, metric: object, *labels: str) -> None:
+        """Remember that a per-Service series exists, so `forget_service` can remove it."""
+        self._seen.setdefault((labels[0], labels[1]), set()).add((metric, labels))
+
+    def set_leader(self, key: model.ServiceKey, pod: model.Pod | None, *, since: float) -> None:
+        """Record the current leader (or none) for the duration and age gauges."""
+        if pod is None:
+            self._leaders.leaders.pop(tuple(key), None)  # type: ignore[arg-type]
+        else:
+            self._leaders.leaders[tuple(key)] = _Leadership(since, pod.created)  # type: ignore[index]
+
+    def forget_service(self, key: model.ServiceKey) -> None:
+        """Remove every series labelled with `key` (the Service is no longer managed)."""
+        self._leaders.leaders.pop(tuple(key), None)  # type: ignore[arg-type]
+        for metric, labels in self._seen.pop(tuple(key), set()):  # type: ignore[arg-type]
+            try:
+                metric.remove(*labels)  # type: ignore[attr-defined]
+            except KeyError:
+                continue
+
+    def exposition(self) -> bytes:
+        """Return the text exposition of every metric."""
+        return prometheus_client.generate_latest(self.registry)

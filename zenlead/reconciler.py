@@ -1,0 +1,388 @@
+"""Reconcile one source Service: read the cache, decide the leader, write only differences.
+
+Called by the workers in `app` with a `model.ServiceKey`. Level-triggered and idempotent: it
+recomputes the wanted leader Service and EndpointSlice from the cached source Service, its
+pods and the current leader (read back from our slice), compares with what exists and writes
+only when they differ, so running it twice does nothing the second time. It performs no GET:
+the informers' cache is the only source of state. Errors propagate to the worker, which
+requeues with backoff. Returns seconds after which to look again (min-ready-duration), or None.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+from zenlead import errors, leader, mapping, model, objects, svcconfig
+from zenlead.kube import api
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from zenlead import metrics, recorder
+
+__all__ = ("Reconciler",)
+
+log = logging.getLogger(__name__)
+
+
+def _now_rfc3339() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Reconciler:
+    """Holds the dependencies of `reconcile` (cache, API, Events, metrics, clocks)."""
+
+    def __init__(
+        self,
+        *,
+        cache: mapping.Cache,
+        client: api.Api,
+        events: recorder.Recorder,
+        metrics_: metrics.Metrics,
+        failures: mapping.FailureClock,
+        max_services_per_namespace: int = 1000,
+        wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Store the dependencies; see the module docstring for the contract."""
+        self.cache = cache
+        self.client = client
+        self.events = events
+        self.metrics = metrics_
+        self.failures = failures
+        self.max_services = max_services_per_namespace
+        self.wall_clock = wall_clock
+        self.monotonic = monotonic
+
+    async def reconcile(self, key: model.ServiceKey) -> float | None:
+        """Bring the leader Service and slice of `key` to the wanted state."""
+        source = self.cache.services.get(key.namespace, key.name)
+        if source is None or not mapping.is_source(source):
+            await self._cleanup(key, source)
+            return None
+        if not self._supported(source):
+            await self._cleanup(key, source)
+            return None
+        if not self._within_limit(source):
+            return None
+        config, problems = svcconfig.parse(key.name, source["metadata"].get("annotations"))
+        for problem in problems:
+            self.events.warning(source, "InvalidAnnotation", str(problem))
+        return await self._route(key, source, config)
+
+    # Routing ---------------------------------------------------------------------------------
+
+    async def _route(
+        self, key: model.ServiceKey, source: dict[str, Any], config: svcconfig.ServiceConfig
+    ) -> float | None:
+        existing = self.cache.services.get(key.namespace, config.leader_service_name)
+        if existing is not None and not objects.owns_service(
+            existing, source_name=key.name, source_uid=None
+        ):
+            self.events.warning(
+                source,
+                "LeaderServiceConflict",
+                f"Service {config.leader_service_name!r} exists and was not created by zen-lead "
+                f"for {key.name!r}; not touching it (set {svcconfig.LEADER_SERVICE_NAME})",
+            )
+            return None
+        await self._remove_stale(key, keep=config.leader_service_name)
+        pods = [
+            p for p in self.cache.pods.values(key.namespace) if mapping.selects(source, p.labels)
+        ]
+        slice_obj = self._our_slice(key, config.leader_service_name)
+        decision = leader.decide(
+            pods,
+            current_uid=objects.leader_uid_of(slice_obj),
+            config=config,
+            source_ports=source["spec"].get("ports") or [],
+            now=self.wall_clock(),
+        )
+        svc = await self._ensure_service(source, config, decision, existing)
+        await self._ensure_slice(key, source, svc, decision, slice_obj)
+        acked = self.monotonic()
+        self._after_write(key, source, decision, acked, pods_seen=len(pods))
+        return decision.requeue_after
+
+    def _supported(self, source: Mapping[str, Any]) -> bool:
+        spec = source.get("spec") or {}
+        if spec.get("type") == "ExternalName":
+            self.events.warning(
+                source,
+                "UnsupportedServiceType",
+                "ExternalName Services have no pods to choose a leader from",
+            )
+            return False
+        if not spec.get("selector"):
+            self.events.warning(
+                source,
+                "InvalidService",
+                "Service must have a selector: zen-lead picks the leader among selected pods",
+            )
+            return False
+        return True
+
+    def _within_limit(self, source: Mapping[str, Any]) -> bool:
+        meta = source["metadata"]
+        sources = sorted(
+            (s["metadata"].get("creationTimestamp", ""), s["metadata"]["name"])
+            for s in self.cache.services.values(meta["namespace"])
+            if mapping.is_source(s)
+        )
+        self.metrics.cache_size.labels(meta["namespace"]).set(min(len(sources), self.max_services))
+        rank = sources.index((meta.get("creationTimestamp", ""), meta["name"]))
+        if rank < self.max_services:
+            return True
+        self.events.warning(
+            source,
+            "CacheLimitExceeded",
+            f"namespace has more than {self.max_services} opted-in Services "
+            "(--max-cache-size-per-namespace); this one, among the newest, is not managed",
+        )
+        return False
+
+    def _our_slice(self, key: model.ServiceKey, name: str) -> dict[str, Any] | None:
+        obj = self.cache.slices.get(key.namespace, name)
+        if obj is None or not objects.owns_slice(obj, source_name=key.name, leader_uid=None):
+            return None
+        return obj
+
+    # Writes ------------------------------------------------------------------------------------
+
+    async def _ensure_service(
+        self,
+        source: dict[str, Any],
+        config: svcconfig.ServiceConfig,
+        decision: leader.Decision,
+        existing: dict[str, Any] | None,
+    ) -> dict[str, Any]:
+        have_notes = ((existing or {}).get("metadata") or {}).get("annotations") or {}
+        switched_at = have_notes.get(objects.ANN_LAST_SWITCH)
+        if decision.leader is not None and (decision.changed or existing is None):
+            switched_at = _now_rfc3339()
+        want = objects.leader_service(
+            source, config=config, decision=decision, switched_at=switched_at
+        )
+        namespace = want["metadata"]["namespace"]
+        if existing is not None and objects.service_needs_recreate(want, existing):
+            await self._delete(api.SERVICES, existing)
+            existing = None
+        if existing is None:
+            created = await self._write(source, self.client.create, api.SERVICES, namespace, want)
+            self.events.normal(
+                source,
+                "LeaderServiceCreated",
+                f"created leader Service {config.leader_service_name}",
+            )
+            return self._remember(self.cache.services, created)
+        if not objects.service_needs_update(want, existing):
+            return existing
+        patch = _merge_patch(want, existing, body={"spec": want["spec"] | {"selector": None}})
+        patched = await self._write(
+            source, self.client.patch, api.SERVICES, namespace, existing["metadata"]["name"], patch
+        )
+        return self._remember(self.cache.services, patched)
+
+    async def _ensure_slice(
+        self,
+        key: model.ServiceKey,
+        source: dict[str, Any],
+        svc: dict[str, Any],
+        decision: leader.Decision,
+        existing: dict[str, Any] | None,
+    ) -> None:
+        want = objects.endpoint_slice(
+            svc,
+            source_name=key.name,
+            decision=decision,
+            existing_address_type=(existing or {}).get("addressType"),
+        )
+        if existing is not None and objects.slice_needs_recreate(want, existing):
+            await self._delete(api.ENDPOINTSLICES, existing)
+            existing = None
+        if existing is None:
+            try:
+                created = await self._write(
+                    source, self.client.create, api.ENDPOINTSLICES, key.namespace, want
+                )
+            except errors.AlreadyExistsError:
+                self.events.warning(
+                    source,
+                    "EndpointSliceConflict",
+                    f"an EndpointSlice named {want['metadata']['name']!r} exists and was not "
+                    "created by zen-lead; not touching it",
+                )
+                raise
+            self._remember(self.cache.slices, created)
+            return
+        if not objects.slice_needs_update(want, existing):
+            return
+        patch = _merge_patch(
+            want, existing, body={"endpoints": want["endpoints"], "ports": want["ports"]}
+        )
+        name = existing["metadata"]["name"]
+        patched = await self._write(
+            source, self.client.patch, api.ENDPOINTSLICES, key.namespace, name, patch
+        )
+        self._remember(self.cache.slices, patched)
+
+    async def _write(self, source: Mapping[str, Any], call: Any, *args: Any) -> dict[str, Any]:
+        try:
+            result: dict[str, Any] = await anyio.to_thread.run_sync(call, *args)
+        except errors.KubeError:
+            meta = source["metadata"]
+            self.metrics.write_errors.labels(meta["namespace"], meta["name"]).inc()
+            self.metrics.track(self.metrics.write_errors, meta["namespace"], meta["name"])
+            raise
+        return result
+
+    async def _delete(self, res: api.Resource, obj: Mapping[str, Any]) -> None:
+        meta = obj["metadata"]
+        with contextlib.suppress(errors.NotFoundError):
+            await anyio.to_thread.run_sync(
+                lambda: self.client.delete(res, meta["namespace"], meta["name"], uid=meta["uid"])
+            )
+        target = self.cache.services if res is api.SERVICES else self.cache.slices
+        target.remove(meta["namespace"], meta["name"])
+
+    @staticmethod
+    def _remember(target: Any, obj: dict[str, Any]) -> dict[str, Any]:
+        """Write-through: the cache sees our write before its watch event arrives."""
+        target.upsert(obj)
+        return obj
+
+    # Cleanup -----------------------------------------------------------------------------------
+
+    async def _cleanup(self, key: model.ServiceKey, source: Mapping[str, Any] | None) -> None:
+        """Delete every leader Service and slice zen-lead made for `key`; clear its state."""
+        removed = await self._remove_stale(key, keep=None)
+        self.metrics.forget_service(key)
+        self.failures.pop(key)
+        if source is None:
+            self.events.forget(key.namespace, key.name)
+        elif removed:
+            self.events.normal(
+                source,
+                "LeaderServiceDeleted",
+                f"removed {', '.join(removed)}: not managed any more",
+            )
+
+    async def _remove_stale(self, key: model.ServiceKey, *, keep: str | None) -> list[str]:
+        removed = []
+        for svc in self.cache.services.values(key.namespace):
+            name = svc["metadata"]["name"]
+            if name == keep or not objects.owns_service(svc, source_name=key.name, source_uid=None):
+                continue
+            await self._delete(api.SERVICES, svc)
+            removed.append(name)
+        for slice_obj in self.cache.slices.values(key.namespace):
+            name = slice_obj["metadata"]["name"]
+            if name == keep or not objects.owns_slice(
+                slice_obj, source_name=key.name, leader_uid=None
+            ):
+                continue
+            await self._delete(api.ENDPOINTSLICES, slice_obj)
+        return removed
+
+    # Bookkeeping after a successful write ------------------------------------------------------
+
+    def _after_write(
+        self,
+        key: model.ServiceKey,
+        source: dict[str, Any],
+        decision: leader.Decision,
+        acked: float,
+        *,
+        pods_seen: int,
+    ) -> None:
+        labels = (key.namespace, key.name)
+        qualified = sum(1 for v in decision.verdicts if v.qualified)
+        self.metrics.pods_available.labels(*labels).set(qualified)
+        self.metrics.without_endpoints.labels(*labels).set(0 if decision.leader else 1)
+        for metric in (self.metrics.pods_available, self.metrics.without_endpoints):
+            self.metrics.track(metric, *labels)
+        for port_name in decision.unresolved_ports:
+            self.metrics.port_failures.labels(*labels, port_name).inc()
+            self.metrics.track(self.metrics.port_failures, *labels, port_name)
+        if decision.changed:
+            self._record_change(key, source, decision, acked)
+        elif decision.leader is not None:
+            self.failures.pop(key)  # A blip that healed before we acted is no failover.
+        if decision.leader is None:
+            self._warn_no_leader(source, decision, pods_seen=pods_seen)
+
+    def _record_change(
+        self,
+        key: model.ServiceKey,
+        source: dict[str, Any],
+        decision: leader.Decision,
+        acked: float,
+    ) -> None:
+        labels = (key.namespace, key.name)
+        failure = self.failures.pop(key)
+        new = decision.leader
+        self.metrics.set_leader(key, new, since=self.wall_clock())
+        if decision.previous_uid is None:
+            if new is not None:
+                self.events.normal(source, "LeaderElected", f"{new.name} leads ({decision.why})")
+            return
+        cause = decision.cause or "unknown"
+        self.metrics.failovers.labels(*labels, cause).inc()
+        self.metrics.track(self.metrics.failovers, *labels, cause)
+        if failure is not None:
+            self.metrics.failover_latency.labels(*labels, cause).observe(acked - failure.at)
+            self.metrics.track(self.metrics.failover_latency, *labels, cause)
+        old = _pod_name(decision, decision.previous_uid)
+        target = new.name if new is not None else "no pod"
+        self.events.normal(
+            source, "LeaderChanged", f"from {old} to {target}: previous leader {cause}"
+        )
+
+    def _warn_no_leader(
+        self, source: Mapping[str, Any], decision: leader.Decision, *, pods_seen: int
+    ) -> None:
+        if decision.unresolved_ports:
+            names = ", ".join(decision.unresolved_ports)
+            self.events.warning(
+                source,
+                "PortResolutionFailed",
+                f"no qualifying pod declares the named targetPort(s) {names}; "
+                "routing nothing (fail closed)",
+            )
+        elif pods_seen == 0:
+            self.events.warning(
+                source, "NoPodsFound", "no pod matches the selector; the leader has no endpoints"
+            )
+        else:
+            self.events.warning(
+                source, "NoReadyPods", f"{decision.why}; the leader has no endpoints"
+            )
+
+
+def _pod_name(decision: leader.Decision, uid: str | None) -> str:
+    for verdict in decision.verdicts:
+        if verdict.pod.uid == uid:
+            return verdict.pod.name
+    return f"pod {uid}"
+
+
+def _merge_patch(
+    want: Mapping[str, Any], have: Mapping[str, Any], *, body: dict[str, Any]
+) -> dict[str, Any]:
+    """Return a JSON merge patch that makes `have` match `want`, locked to its version."""
+    wm, hm = want["metadata"], have["metadata"]
+    meta: dict[str, Any] = {
+        "resourceVersion": hm.get("resourceVersion"),
+        "ownerReferences": wm["ownerReferences"],
+    }
+    for field in ("labels", "annotations"):
+        if field in wm:
+            gone = {k: None for k in hm.get(field) or {} if k not in wm[field]}
+            meta[field] = gone | wm[field]
+    return {"metadata": meta, **body}

@@ -1,0 +1,144 @@
+"""A deduplicating, keyed work queue with delayed adds and per-key exponential backoff.
+
+Semantics follow client-go's workqueue, which controller-runtime builds on:
+
+- A key waiting in the queue is stored once however often it is added (dirty set).
+- A key being processed is never handed to a second worker; adds during processing are
+  remembered and the key is queued again when `done` is called.
+- `add_after` schedules an add; `add_rate_limited` schedules one after the key's backoff
+  (``base * 2**failures``, capped), and `forget` resets that backoff after a success.
+
+It lives on the event loop (anyio); other threads add keys through
+``anyio.from_thread.run_sync``. Time comes from an injectable clock so tests drive timers
+without sleeping (`promote_due`).
+"""
+
+from __future__ import annotations
+
+import collections
+import heapq
+import itertools
+import time
+from typing import TYPE_CHECKING, Generic, TypeVar
+
+import anyio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Hashable
+
+__all__ = ("WorkQueue",)
+
+K = TypeVar("K", bound="Hashable")
+
+
+class WorkQueue(Generic[K]):
+    """Keys to reconcile; see the module docstring for the guarantees."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        base_delay_seconds: float = 0.01,
+        max_delay_seconds: float = 120.0,
+    ) -> None:
+        """Create an empty queue; backoff goes from `base_delay_seconds` to the max."""
+        self._clock = clock
+        self._base = base_delay_seconds
+        self._max = max_delay_seconds
+        self._queue: collections.deque[K] = collections.deque()
+        self._dirty: set[K] = set()
+        self._processing: set[K] = set()
+        self._failures: dict[K, int] = {}
+        self._timers: list[tuple[float, int, K]] = []
+        self._seq = itertools.count()
+        self._items = anyio.Semaphore(0)
+        self._timer_changed = anyio.Event()
+        self._closed = False
+
+    def __len__(self) -> int:
+        """Return the number of keys waiting (not processing, not delayed)."""
+        return len(self._queue)
+
+    @property
+    def delayed(self) -> int:
+        """Number of scheduled adds not yet due."""
+        return len(self._timers)
+
+    def add(self, key: K) -> None:
+        """Queue `key` unless it is already waiting."""
+        if self._closed or key in self._dirty:
+            return
+        self._dirty.add(key)
+        if key not in self._processing:
+            self._push(key)
+
+    def add_after(self, key: K, delay_seconds: float) -> None:
+        """Queue `key` after `delay_seconds` (at once when not positive)."""
+        if delay_seconds <= 0:
+            self.add(key)
+            return
+        heapq.heappush(self._timers, (self._clock() + delay_seconds, next(self._seq), key))
+        self._timer_changed.set()
+
+    def add_rate_limited(self, key: K) -> float:
+        """Queue `key` after its backoff; return the delay used."""
+        failures = self._failures.get(key, 0)
+        self._failures[key] = failures + 1
+        delay: float = min(self._max, self._base * (2.0**failures))
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: K) -> None:
+        """Reset the backoff of `key` (after a successful reconcile)."""
+        self._failures.pop(key, None)
+
+    def failures(self, key: K) -> int:
+        """Return how many times in a row `key` has failed."""
+        return self._failures.get(key, 0)
+
+    async def get(self) -> K | None:
+        """Wait for a key and mark it processing; None once the queue is shut down."""
+        await self._items.acquire()
+        if not self._queue:
+            return None  # Woken by shutdown.
+        key = self._queue.popleft()
+        self._dirty.discard(key)
+        self._processing.add(key)
+        return key
+
+    def done(self, key: K) -> None:
+        """Mark `key` processed; queue it again if it was added meanwhile."""
+        self._processing.discard(key)
+        if key in self._dirty and not self._closed:
+            self._push(key)
+
+    def promote_due(self) -> float | None:
+        """Add every scheduled key that is due; return seconds until the next one (or None)."""
+        now = self._clock()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, key = heapq.heappop(self._timers)
+            self.add(key)
+        if not self._timers:
+            return None
+        due: float = self._timers[0][0]
+        return due - now
+
+    async def run_timers(self) -> None:
+        """Promote scheduled keys as they come due, until cancelled."""
+        while not self._closed:
+            wait = self.promote_due()
+            self._timer_changed = anyio.Event()
+            with anyio.move_on_after(wait if wait is not None else 3600.0):
+                await self._timer_changed.wait()
+
+    def shutdown(self, workers: int) -> None:
+        """Stop handing out keys; wake `workers` waiting `get` calls with None."""
+        self._closed = True
+        self._queue.clear()
+        self._timer_changed.set()
+        for _ in range(workers):
+            self._items.release()
+
+    def _push(self, key: K) -> None:
+        self._queue.append(key)
+        self._items.release()
