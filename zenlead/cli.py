@@ -39,7 +39,7 @@ log = logging.getLogger("zenlead.cli")
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with `argv` (default: ``sys.argv[1:]``); return the exit code."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         code: int = args.handler(args)
     except (errors.ZenleadError, assets.AssetNotFoundError, controlplane.ControlPlaneError) as exc:
@@ -54,12 +54,6 @@ def _parser() -> argparse.ArgumentParser:
         description="Single-active routing for Kubernetes Services.",
     )
     parser.add_argument("--version", action="version", version=f"zen-lead {zenlead.__version__}")
-    parser.add_argument(
-        "--log-level",
-        default="info",
-        choices=("debug", "info", "warning", "error"),
-        help="log verbosity (default: info)",
-    )
     subs = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
     dev = subs.add_parser(
         "dev-cluster",

@@ -89,7 +89,7 @@ class Elector:
     def try_acquire_or_renew(self) -> bool:
         """Take or renew the Lease once; return True if we hold it afterwards (blocking)."""
         try:
-            lease = self.client.get(api.LEASES, self.namespace, self.name)
+            lease = self.client.get(api.LEASES, self.namespace, self.name, urgent=True)
         except errors.NotFoundError:
             return self._create()
         spec = lease.get("spec") or {}
@@ -111,7 +111,7 @@ class Elector:
         if holder != self.identity:
             lease["spec"] |= {"acquireTime": stamp, "leaseTransitions": transitions + 1}
         try:
-            self.client.replace(api.LEASES, self.namespace, self.name, lease)
+            self.client.replace(api.LEASES, self.namespace, self.name, lease, urgent=True)
         except errors.ConflictError:
             return False
         return True
@@ -125,7 +125,7 @@ class Elector:
 
     def _release(self) -> None:
         try:
-            lease = self.client.get(api.LEASES, self.namespace, self.name)
+            lease = self.client.get(api.LEASES, self.namespace, self.name, urgent=True)
             if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
                 return
             lease["spec"] |= {
@@ -133,7 +133,7 @@ class Elector:
                 "leaseDurationSeconds": 1,
                 "renewTime": _micro_time(),
             }
-            self.client.replace(api.LEASES, self.namespace, self.name, lease)
+            self.client.replace(api.LEASES, self.namespace, self.name, lease, urgent=True)
             log.info("released the lease %s/%s", self.namespace, self.name)
         except errors.KubeError as exc:
             log.warning("could not release the lease %s/%s: %s", self.namespace, self.name, exc)
@@ -153,7 +153,7 @@ class Elector:
             },
         }
         try:
-            self.client.create(api.LEASES, self.namespace, body)
+            self.client.create(api.LEASES, self.namespace, body, urgent=True)
         except errors.AlreadyExistsError:
             return False
         return True

@@ -35,10 +35,11 @@ class Cache:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Failure:
-    """First observation of a leader failing: when (monotonic seconds) and why."""
+    """First observation of a leader failing: when (monotonic seconds), why, and which pod."""
 
     at: float
     reason: str
+    pod_uid: str
 
 
 class FailureClock:
@@ -49,10 +50,18 @@ class FailureClock:
         self._lock = threading.Lock()
         self._first: dict[model.ServiceKey, Failure] = {}
 
-    def observe(self, key: model.ServiceKey, reason: str, at: float) -> None:
-        """Record a failure unless an earlier one for `key` is still open."""
+    def observe(self, key: model.ServiceKey, *, pod_uid: str, reason: str, at: float) -> None:
+        """Record a failure of leader `pod_uid` unless an earlier one is still open."""
         with self._lock:
-            self._first.setdefault(key, Failure(at, reason))
+            current = self._first.get(key)
+            if current is None or current.pod_uid != pod_uid:
+                self._first[key] = Failure(at, reason, pod_uid)
+
+    def recovered(self, key: model.ServiceKey, *, pod_uid: str) -> None:
+        """Close the open failure of `key` if it was `pod_uid`'s (the leader qualifies again)."""
+        with self._lock:
+            if (current := self._first.get(key)) is not None and current.pod_uid == pod_uid:
+                del self._first[key]
 
     def pop(self, key: model.ServiceKey) -> Failure | None:
         """Return and clear the open failure of `key`."""
@@ -132,9 +141,7 @@ class Mapper:
         pod = new or old
         if pod is None:
             return
-        reason = _failure_reason(new)
-        if reason is not None:
-            self._note_leader_failure(pod, reason, seen_at)
+        self._note_leader_state(pod, _failure_reason(new), seen_at)
         for svc in self._cache.services.values(pod.namespace):
             if not is_source(svc):
                 continue
@@ -153,13 +160,19 @@ class Mapper:
         if source:
             self._enqueue(model.ServiceKey(meta.get("namespace", ""), source))
 
-    def _note_leader_failure(self, pod: model.Pod, reason: str, seen_at: float) -> None:
+    def _note_leader_state(self, pod: model.Pod, reason: str | None, seen_at: float) -> None:
+        """Open (or, when `reason` is None, close) the failure of each Service `pod` leads."""
         for slice_obj in self._cache.slices.values(pod.namespace):
             if objects.leader_uid_of(slice_obj) != pod.uid:
                 continue
             source = (slice_obj["metadata"].get("labels") or {}).get(model.LABEL_SOURCE)
-            if source:
-                self._failures.observe(model.ServiceKey(pod.namespace, source), reason, seen_at)
+            if not source:
+                continue
+            key = model.ServiceKey(pod.namespace, source)
+            if reason is None:
+                self._failures.recovered(key, pod_uid=pod.uid)
+            else:
+                self._failures.observe(key, pod_uid=pod.uid, reason=reason, at=seen_at)
 
 
 def _leader_name(svc: Mapping[str, Any]) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -104,9 +105,15 @@ class Reconciler:
             source_ports=source["spec"].get("ports") or [],
             now=self.wall_clock(),
         )
-        svc = await self._ensure_service(source, config, decision, existing)
-        await self._ensure_slice(key, source, svc, decision, slice_obj)
-        acked = self.monotonic()
+        if existing is None:
+            svc = await self._ensure_service(source, config, decision, existing)
+            await self._ensure_slice(key, source, svc, decision, slice_obj)
+            acked = self.monotonic()
+        else:
+            # Traffic first: move the slice, then update the Service's informational annotations.
+            await self._ensure_slice(key, source, existing, decision, slice_obj)
+            acked = self.monotonic()
+            await self._ensure_service(source, config, decision, existing)
         self._after_write(key, source, decision, acked, pods_seen=len(pods))
         return decision.requeue_after
 
@@ -184,8 +191,10 @@ class Reconciler:
         if not objects.service_needs_update(want, existing):
             return existing
         patch = _merge_patch(want, existing, body={"spec": want["spec"] | {"selector": None}})
+        # The leader annotations are part of a failover; a mere metadata sync can wait.
+        call = self._urgent(self.client.patch) if decision.changed else self.client.patch
         patched = await self._write(
-            source, self.client.patch, api.SERVICES, namespace, existing["metadata"]["name"], patch
+            source, call, api.SERVICES, namespace, existing["metadata"]["name"], patch
         )
         return self._remember(self.cache.services, patched)
 
@@ -209,7 +218,11 @@ class Reconciler:
         if existing is None:
             try:
                 created = await self._write(
-                    source, self.client.create, api.ENDPOINTSLICES, key.namespace, want
+                    source,
+                    self._urgent(self.client.create),
+                    api.ENDPOINTSLICES,
+                    key.namespace,
+                    want,
                 )
             except errors.AlreadyExistsError:
                 self.events.warning(
@@ -228,7 +241,7 @@ class Reconciler:
         )
         name = existing["metadata"]["name"]
         patched = await self._write(
-            source, self.client.patch, api.ENDPOINTSLICES, key.namespace, name, patch
+            source, self._urgent(self.client.patch), api.ENDPOINTSLICES, key.namespace, name, patch
         )
         self._remember(self.cache.slices, patched)
 
@@ -250,6 +263,11 @@ class Reconciler:
             )
         target = self.cache.services if res is api.SERVICES else self.cache.slices
         target.remove(meta["namespace"], meta["name"])
+
+    @staticmethod
+    def _urgent(call: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
+        """Slice writes move traffic: they never wait behind the client-side rate limit."""
+        return functools.partial(call, urgent=True)
 
     @staticmethod
     def _remember(target: Any, obj: dict[str, Any]) -> dict[str, Any]:
@@ -312,8 +330,6 @@ class Reconciler:
             self.metrics.track(self.metrics.port_failures, *labels, port_name)
         if decision.changed:
             self._record_change(key, source, decision, acked)
-        elif decision.leader is not None:
-            self.failures.pop(key)  # A blip that healed before we acted is no failover.
         if decision.leader is None:
             self._warn_no_leader(source, decision, pods_seen=pods_seen)
 
@@ -326,6 +342,8 @@ class Reconciler:
     ) -> None:
         labels = (key.namespace, key.name)
         failure = self.failures.pop(key)
+        if failure is not None and failure.pod_uid != decision.previous_uid:
+            failure = None  # Not the failure of the leader we just replaced.
         new = decision.leader
         self.metrics.set_leader(key, new, since=self.wall_clock())
         if decision.previous_uid is None:

@@ -71,7 +71,13 @@ class CallObserver(Protocol):
 
 
 class _TokenBucket:
-    """Client-side rate limit: `qps` tokens per second, up to `burst` saved (thread-safe)."""
+    """Client-side rate limit: `qps` tokens per second, up to `burst` saved (thread-safe).
+
+    An urgent call (a write that moves traffic, a Lease renewal) takes its token without
+    waiting; the debt it leaves is paid by the next ordinary calls (Events, metadata syncs,
+    start-up creates, relists), so ordinary work is paced at `qps` while a failover never
+    queues behind bookkeeping.
+    """
 
     def __init__(self, qps: float, burst: int) -> None:
         self._qps = qps
@@ -80,7 +86,7 @@ class _TokenBucket:
         self._stamp = time.monotonic()
         self._lock = threading.Lock()
 
-    def take(self) -> None:
+    def take(self, *, urgent: bool = False) -> None:
         if self._qps <= 0:
             return
         with self._lock:
@@ -88,7 +94,7 @@ class _TokenBucket:
             self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._qps)
             self._stamp = now
             self._tokens -= 1.0
-            wait = -self._tokens / self._qps if self._tokens < 0 else 0.0
+            wait = -self._tokens / self._qps if self._tokens < 0 and not urgent else 0.0
         if wait > 0:
             time.sleep(wait)  # Rate limiting is waiting by definition; callers are threads.
 
@@ -129,31 +135,49 @@ class Api:
             kwargs["_continue"] = continue_token
         return self._json("list", res, self._list_method(res, namespace), namespace, kwargs)
 
-    def get(self, res: Resource, namespace: str, name: str) -> dict[str, Any]:
+    def get(
+        self, res: Resource, namespace: str, name: str, *, urgent: bool = False
+    ) -> dict[str, Any]:
         """Return one object."""
         method = self._method(res, f"read_namespaced_{res.singular}")
-        return self._json("get", res, method, None, {"name": name, "namespace": namespace})
+        kwargs = {"name": name, "namespace": namespace}
+        return self._json("get", res, method, None, kwargs, urgent=urgent)
 
-    def create(self, res: Resource, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Create `body` and return the stored object."""
+    def create(
+        self, res: Resource, namespace: str, body: dict[str, Any], *, urgent: bool = False
+    ) -> dict[str, Any]:
+        """Create `body` and return the stored object (`urgent`: skip the rate-limit wait)."""
         method = self._method(res, f"create_namespaced_{res.singular}")
-        return self._json("create", res, method, None, {"namespace": namespace, "body": body})
+        kwargs = {"namespace": namespace, "body": body}
+        return self._json("create", res, method, None, kwargs, urgent=urgent)
 
     def patch(
-        self, res: Resource, namespace: str, name: str, body: dict[str, Any]
+        self,
+        res: Resource,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        *,
+        urgent: bool = False,
     ) -> dict[str, Any]:
         """Apply a JSON merge patch; include metadata.resourceVersion in `body` to lock."""
         method = self._method(res, f"patch_namespaced_{res.singular}")
         kwargs = {"name": name, "namespace": namespace, "body": body, "_content_type": MERGE_PATCH}
-        return self._json("patch", res, method, None, kwargs)
+        return self._json("patch", res, method, None, kwargs, urgent=urgent)
 
     def replace(
-        self, res: Resource, namespace: str, name: str, body: dict[str, Any]
+        self,
+        res: Resource,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        *,
+        urgent: bool = False,
     ) -> dict[str, Any]:
         """Replace the object (PUT); body.metadata.resourceVersion makes it conditional."""
         method = self._method(res, f"replace_namespaced_{res.singular}")
         kwargs = {"name": name, "namespace": namespace, "body": body}
-        return self._json("replace", res, method, None, kwargs)
+        return self._json("replace", res, method, None, kwargs, urgent=urgent)
 
     def delete(self, res: Resource, namespace: str, name: str, *, uid: str | None = None) -> None:
         """Delete the object; with `uid`, only if it is still that object (a precondition)."""
@@ -229,8 +253,12 @@ class Api:
         method: Callable[..., Any],
         namespace: str | None,
         kwargs: dict[str, Any],
+        *,
+        urgent: bool = False,
     ) -> dict[str, Any]:
-        response = self._call(operation, res, method, namespace, kwargs, timeout=None)
+        response = self._call(
+            operation, res, method, namespace, kwargs, timeout=None, urgent=urgent
+        )
         try:
             data = response.data
         finally:
@@ -249,10 +277,11 @@ class Api:
         kwargs: dict[str, Any],
         *,
         timeout: tuple[float, float] | None,
+        urgent: bool = False,
     ) -> Any:
         if namespace is not None:
             kwargs = {"namespace": namespace, **kwargs}
-        self._bucket.take()
+        self._bucket.take(urgent=urgent)
         start = time.monotonic()
         result = "success"
         try:
