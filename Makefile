@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test demo setup controlplane lint typecheck pytest lock clean
+.PHONY: test demo setup controlplane lint typecheck pytest bench lock clean
 
 ## test: set everything up, then lint, type-check and run every test.
 test: lint typecheck controlplane pytest
@@ -42,6 +42,10 @@ typecheck: setup
 
 pytest: setup controlplane
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+## bench: run every benchmark; each prints a table and rewrites its section of docs/benchmarks.md.
+bench: setup controlplane
+	$(BIN)/python bench/failover_ready.py
 
 ## lock: re-pin constraints.txt after changing dependencies in pyproject.toml.
 lock:

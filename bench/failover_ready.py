@@ -236,7 +236,15 @@ def main() -> int:
             cpu0 = cpu_seconds(proc.pid)
             failovers = measure_failovers(api, watcher, args.services)
             cpu = (cpu_seconds(proc.pid) - cpu0) / args.services
-            buckets, total, count = histogram(scrape(mport), "zen_lead_failover_latency_seconds")
+            # The controller records metrics just after its writes; let it finish the last one.
+            deadline = time.monotonic() + 10
+            while True:
+                buckets, total, count = histogram(
+                    scrape(mport), "zen_lead_failover_latency_seconds"
+                )
+                if count >= args.services or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
         finally:
             proc.terminate()
             proc.wait(timeout=30)

@@ -150,6 +150,7 @@ class Controller:
                     target=self.cache.pods,
                     transform=model.Pod.from_raw,
                     handler=mapper.on_pod,
+                    before=mapper.before_pod,
                 ),
                 informers.Informer(
                     kube,

@@ -136,12 +136,17 @@ class Mapper:
             if is_source(svc) and _leader_name(svc) == name:
                 self._enqueue(model.ServiceKey(namespace, svc["metadata"]["name"]))
 
-    def on_pod(self, old: model.Pod | None, new: model.Pod | None, seen_at: float) -> None:
-        """Note a failing leader, then enqueue every source that selects the pod."""
+    def before_pod(self, old: model.Pod | None, new: model.Pod | None, seen_at: float) -> None:
+        """Note a leader failing or recovering, before the cache shows the change to anyone."""
+        pod = new or old
+        if pod is not None:
+            self._note_leader_state(pod, _failure_reason(new), seen_at)
+
+    def on_pod(self, old: model.Pod | None, new: model.Pod | None, _seen_at: float) -> None:
+        """Enqueue every source that selects the pod (before or after the change)."""
         pod = new or old
         if pod is None:
             return
-        self._note_leader_state(pod, _failure_reason(new), seen_at)
         for svc in self._cache.services.values(pod.namespace):
             if not is_source(svc):
                 continue

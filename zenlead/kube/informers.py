@@ -43,8 +43,13 @@ class Informer(Generic[T]):
         transform: Callable[[dict[str, Any]], T],
         handler: Callable[[T | None, T | None, float], None],
         label_selector: str | None = None,
+        before: Callable[[T | None, T | None, float], None] | None = None,
     ) -> None:
-        """Watch `resource` in `namespace` (all when None); call `handler(old, new, seen_at)`."""
+        """Watch `resource` in `namespace` (all when None); call `handler(old, new, seen_at)`.
+
+        `before` (optional) sees each watch event before the store changes, `handler` after;
+        anything a reconcile must find when it runs belongs in `before`.
+        """
         self.client = client
         self.resource = resource
         self.namespace = namespace
@@ -52,6 +57,7 @@ class Informer(Generic[T]):
         self.transform = transform
         self.handler = handler
         self.label_selector = label_selector
+        self.before = before
         self.synced = threading.Event()
         self._stopping = threading.Event()
         self._response: Any = None
@@ -148,12 +154,17 @@ class Informer(Generic[T]):
             return str(rv) if rv else None
         seen_at = time.monotonic()
         obj = self.transform(raw)
-        if kind == "DELETED":
-            meta = raw.get("metadata") or {}
-            old = self.target.remove(meta.get("namespace", ""), meta.get("name", ""))
+        meta = raw.get("metadata") or {}
+        old = self.target.get(meta.get("namespace", ""), meta.get("name", ""))
+        new = None if kind == "DELETED" else obj
+        if old == new:
+            return str(rv) if rv else None
+        if self.before is not None:
+            self.before(old, new, seen_at)
+        if new is None:
+            self.target.remove(meta.get("namespace", ""), meta.get("name", ""))
             self.handler(old or obj, None, seen_at)
         else:
-            old = self.target.upsert(obj)
-            if old != obj:
-                self.handler(old, obj, seen_at)
+            self.target.upsert(new)
+            self.handler(old, new, seen_at)
         return str(rv) if rv else None
