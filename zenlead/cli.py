@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, NoReturn
 import anyio
 
 import zenlead
-from zenlead import errors, logs, settings
+from zenlead import describe, errors, logs, settings
+from zenlead.kube import api as kube_api
 from zenlead.kube import client as kube_client
 from zenlead.testing import assets, controlplane
 
@@ -89,7 +90,53 @@ def _parser() -> argparse.ArgumentParser:
     )
     settings.add_flags(run)
     run.set_defaults(handler=_run)
+    status = subs.add_parser(
+        "status",
+        help="show every opted-in Service, its leader and last failover",
+        description="A table of opted-in Services: leader pod, leader since, last failover, "
+        "its latency, and state (Routing, NoLeader, Pending, Conflict, Unsupported).",
+    )
+    _add_target_flags(status)
+    status.add_argument("-A", "--all-namespaces", action="store_true", help="all namespaces")
+    status.set_defaults(handler=_status)
+    explain = subs.add_parser(
+        "explain",
+        help="explain why a pod leads a Service and why each other pod does not",
+        description="Evaluate the Service's pods with the controller's own rules and print "
+        "each pod's verdict.",
+    )
+    explain.add_argument("service", help="name of the source Service")
+    _add_target_flags(explain)
+    explain.set_defaults(handler=_explain)
     return parser
+
+
+def _add_target_flags(sub: argparse.ArgumentParser) -> None:
+    sub.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, else in-cluster)")
+    sub.add_argument("-n", "--namespace", default="default", help="namespace (default: default)")
+
+
+def _api(args: argparse.Namespace) -> kube_api.Api:
+    path = args.kubeconfig or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+    return kube_api.Api(kube_client.connect(path))
+
+
+def _status(args: argparse.Namespace) -> int:
+    client = _api(args)
+    try:
+        print(describe.status(client, None if args.all_namespaces else args.namespace))
+    finally:
+        client.api_client.close()
+    return 0
+
+
+def _explain(args: argparse.Namespace) -> int:
+    client = _api(args)
+    try:
+        print(describe.explain(client, args.namespace, args.service))
+    finally:
+        client.api_client.close()
+    return 0
 
 
 class _Stop(Exception):  # noqa: N818 - a signal, not an error.

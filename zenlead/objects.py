@@ -37,6 +37,11 @@ ANN_LEADER_NAME = "zen-lead.io/leader-pod-name"
 ANN_LEADER_UID = "zen-lead.io/leader-pod-uid"
 ANN_CURRENT_LEADER = "zen-lead.io/current-leader"
 ANN_LAST_SWITCH = "zen-lead.io/leader-last-switch-time"
+ANN_LAST_FAILOVER = "zen-lead.io/last-failover-time"
+ANN_LAST_FAILOVER_REASON = "zen-lead.io/last-failover-reason"
+ANN_LAST_FAILOVER_LATENCY = "zen-lead.io/last-failover-latency-seconds"
+HISTORY = (ANN_LAST_SWITCH, ANN_LAST_FAILOVER, ANN_LAST_FAILOVER_REASON, ANN_LAST_FAILOVER_LATENCY)
+"""Annotations on the leader Service that carry history from one reconcile to the next."""
 _LEADER_ANNOTATIONS = (ANN_LEADER_NAME, ANN_LEADER_UID, ANN_CURRENT_LEADER)
 
 # GitOps bookkeeping that must not make a tool think it owns the leader Service (upstream list).
@@ -69,9 +74,9 @@ def leader_service(
     *,
     config: svcconfig.ServiceConfig,
     decision: leader.Decision,
-    switched_at: str | None,
+    history: Mapping[str, str],
 ) -> dict[str, Any]:
-    """Return the wanted leader Service for `source` (API JSON)."""
+    """Return the wanted leader Service for `source` (API JSON); `history`: see `HISTORY`."""
     meta = source["metadata"]
     spec = source.get("spec") or {}
     labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in _DROP_LABELS}
@@ -87,8 +92,7 @@ def leader_service(
             ANN_LEADER_UID: decision.leader.uid,
             ANN_CURRENT_LEADER: decision.leader.name,
         }
-    if switched_at:
-        notes[ANN_LAST_SWITCH] = switched_at
+    notes |= {k: v for k, v in history.items() if k in HISTORY}
     wanted_spec: dict[str, Any] = {
         "type": "ClusterIP",
         "ports": _defaulted_ports(ports.service_ports(spec.get("ports") or [])),

@@ -106,15 +106,17 @@ class Reconciler:
             now=self.wall_clock(),
         )
         if existing is None:
-            svc = await self._ensure_service(source, config, decision, existing)
+            history = {objects.ANN_LAST_SWITCH: _now_rfc3339()} if decision.leader else {}
+            svc = await self._ensure_service(source, config, decision, existing, history)
             await self._ensure_slice(key, source, svc, decision, slice_obj)
-            acked = self.monotonic()
+            self._after_write(key, source, decision, self.monotonic(), pods_seen=len(pods))
         else:
-            # Traffic first: move the slice, then update the Service's informational annotations.
+            # Traffic first: move the slice, then record the change on the leader Service.
             await self._ensure_slice(key, source, existing, decision, slice_obj)
-            acked = self.monotonic()
-            await self._ensure_service(source, config, decision, existing)
-        self._after_write(key, source, decision, acked, pods_seen=len(pods))
+            history = self._after_write(
+                key, source, decision, self.monotonic(), pods_seen=len(pods)
+            )
+            await self._ensure_service(source, config, decision, existing, history)
         return decision.requeue_after
 
     def _supported(self, source: Mapping[str, Any]) -> bool:
@@ -168,13 +170,12 @@ class Reconciler:
         config: svcconfig.ServiceConfig,
         decision: leader.Decision,
         existing: dict[str, Any] | None,
+        history: Mapping[str, str],
     ) -> dict[str, Any]:
         have_notes = ((existing or {}).get("metadata") or {}).get("annotations") or {}
-        switched_at = have_notes.get(objects.ANN_LAST_SWITCH)
-        if decision.leader is not None and (decision.changed or existing is None):
-            switched_at = _now_rfc3339()
+        carried = {k: v for k, v in have_notes.items() if k in objects.HISTORY}
         want = objects.leader_service(
-            source, config=config, decision=decision, switched_at=switched_at
+            source, config=config, decision=decision, history=carried | dict(history)
         )
         namespace = want["metadata"]["namespace"]
         if existing is not None and objects.service_needs_recreate(want, existing):
@@ -318,7 +319,8 @@ class Reconciler:
         acked: float,
         *,
         pods_seen: int,
-    ) -> None:
+    ) -> dict[str, str]:
+        """Update metrics and Events; return leader-Service history annotations to write."""
         labels = (key.namespace, key.name)
         qualified = sum(1 for v in decision.verdicts if v.qualified)
         self.metrics.pods_available.labels(*labels).set(qualified)
@@ -328,10 +330,10 @@ class Reconciler:
         for port_name in decision.unresolved_ports:
             self.metrics.port_failures.labels(*labels, port_name).inc()
             self.metrics.track(self.metrics.port_failures, *labels, port_name)
-        if decision.changed:
-            self._record_change(key, source, decision, acked)
+        history = self._record_change(key, source, decision, acked) if decision.changed else {}
         if decision.leader is None:
             self._warn_no_leader(source, decision, pods_seen=pods_seen)
+        return history
 
     def _record_change(
         self,
@@ -339,28 +341,35 @@ class Reconciler:
         source: dict[str, Any],
         decision: leader.Decision,
         acked: float,
-    ) -> None:
+    ) -> dict[str, str]:
         labels = (key.namespace, key.name)
         failure = self.failures.pop(key)
         if failure is not None and failure.pod_uid != decision.previous_uid:
             failure = None  # Not the failure of the leader we just replaced.
         new = decision.leader
+        now = _now_rfc3339()
+        history = {objects.ANN_LAST_SWITCH: now} if new is not None else {}
         self.metrics.set_leader(key, new, since=self.wall_clock())
         if decision.previous_uid is None:
             if new is not None:
                 self.events.normal(source, "LeaderElected", f"{new.name} leads ({decision.why})")
-            return
+            return history
         cause = decision.cause or "unknown"
         self.metrics.failovers.labels(*labels, cause).inc()
         self.metrics.track(self.metrics.failovers, *labels, cause)
+        history |= {objects.ANN_LAST_FAILOVER: now, objects.ANN_LAST_FAILOVER_REASON: cause}
+        history[objects.ANN_LAST_FAILOVER_LATENCY] = ""
         if failure is not None:
-            self.metrics.failover_latency.labels(*labels, cause).observe(acked - failure.at)
+            latency = acked - failure.at
+            self.metrics.failover_latency.labels(*labels, cause).observe(latency)
             self.metrics.track(self.metrics.failover_latency, *labels, cause)
+            history[objects.ANN_LAST_FAILOVER_LATENCY] = f"{latency:.4f}"
         old = _pod_name(decision, decision.previous_uid)
         target = new.name if new is not None else "no pod"
         self.events.normal(
             source, "LeaderChanged", f"from {old} to {target}: previous leader {cause}"
         )
+        return history
 
     def _warn_no_leader(
         self, source: Mapping[str, Any], decision: leader.Decision, *, pods_seen: int
