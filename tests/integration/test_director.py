@@ -6,8 +6,10 @@ import datetime
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import yaml
 from kubernetes import client
-from zenlead.testing import pods
+from zenlead import settings
+from zenlead.testing import pods, running
 
 from tests import helpers
 from tests.integration import kubehelp
@@ -15,8 +17,6 @@ from tests.integration.kubehelp import APP
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from zenlead.testing import running
 
     Start = Callable[..., running.RunningController]
 
@@ -594,3 +594,29 @@ def _exists(core: client.CoreV1Api, namespace: str, name: str) -> bool:
             return False
         raise
     return True
+
+
+class TestReadiness:
+    """/readyz reflects the cache: not ready until every informer has listed."""
+
+    def test_unreachable_api_is_not_ready(
+        self, control_plane: Any, tmp_path: Any, start_controller: Start
+    ) -> None:
+        """With the API server unreachable, /healthz is 200 but /readyz stays 503."""
+        config = yaml.safe_load(control_plane.kubeconfig.read_text())
+        config["clusters"][0]["cluster"]["server"] = "https://127.0.0.1:1"
+        broken = tmp_path / "broken.yaml"
+        broken.write_text(yaml.safe_dump(config))
+        handle = running.RunningController(
+            settings.Settings(
+                kubeconfig=str(broken),
+                namespaces=("default",),
+                metrics_bind_address="127.0.0.1:0",
+                health_probe_bind_address="127.0.0.1:0",
+                api_timeout_seconds=1.0,
+            )
+        )
+        with handle:
+            assert handle.get("/healthz") == 200
+            assert handle.get("/readyz") == 503
+            assert not handle.controller.synced()

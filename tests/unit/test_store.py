@@ -1,0 +1,226 @@
+"""The informer store keeps objects by namespace and name and reports what a relist changed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from zenlead.kube.store import Store
+
+
+def obj(namespace: str, name: str, version: str = "1") -> dict[str, Any]:
+    """Return a minimal raw object."""
+    return {"metadata": {"namespace": namespace, "name": name, "resourceVersion": version}}
+
+
+def key(raw: dict[str, Any]) -> tuple[str, str]:
+    """Return (namespace, name) of a raw object."""
+    return raw["metadata"]["namespace"], raw["metadata"]["name"]
+
+
+def filled(*objs: dict[str, Any]) -> Store[dict[str, Any]]:
+    """Return a store holding `objs`."""
+    store: Store[dict[str, Any]] = Store(key)
+    for item in objs:
+        store.upsert(item)
+    return store
+
+
+def names(pairs: list[tuple[Any, Any]]) -> set[tuple[str | None, str | None]]:
+    """Render (old, new) pairs as (old ns/name@version, new ns/name@version) for comparison."""
+
+    def render(raw: dict[str, Any] | None) -> str | None:
+        if raw is None:
+            return None
+        meta = raw["metadata"]
+        return f"{meta['namespace']}/{meta['name']}@{meta['resourceVersion']}"
+
+    return {(render(old), render(new)) for old, new in pairs}
+
+
+def test_empty_store() -> None:
+    """A new store holds nothing."""
+    store = filled()
+    assert store.get("ns", "a") is None
+    assert store.values() == []
+    assert store.values("ns") == []
+    assert store.count() == 0
+    assert store.count("ns") == 0
+    assert store.namespaces() == []
+
+
+def test_upsert_returns_replaced_object() -> None:
+    """Store.upsert returns None for a new key and the previous object for an existing one."""
+    store = filled()
+    first, second = obj("ns", "a", "1"), obj("ns", "a", "2")
+    assert store.upsert(first) is None
+    assert store.upsert(second) is first
+    assert store.get("ns", "a") is second
+    assert store.count() == 1
+
+
+def test_remove() -> None:
+    """Store.remove returns the stored object once, then None."""
+    item = obj("ns", "a")
+    store = filled(item)
+    assert store.remove("ns", "a") is item
+    assert store.remove("ns", "a") is None
+    assert store.remove("other", "a") is None
+    assert store.get("ns", "a") is None
+    assert store.count() == 0
+    assert store.namespaces() == []
+
+
+def test_values_and_count_by_namespace() -> None:
+    """Store.values and Store.count list one namespace, or every namespace when none is given."""
+    a, b, c = obj("ns1", "a"), obj("ns1", "b"), obj("ns2", "c")
+    store = filled(a, b, c)
+    assert store.values("ns1") == [a, b]
+    assert store.values("ns2") == [c]
+    assert store.values("absent") == []
+    assert sorted(map(key, store.values())) == [("ns1", "a"), ("ns1", "b"), ("ns2", "c")]
+    assert (store.count("ns1"), store.count("ns2"), store.count("absent")) == (2, 1, 0)
+    assert store.count() == 3
+    assert sorted(store.namespaces()) == ["ns1", "ns2"]
+
+
+def test_same_name_in_two_namespaces() -> None:
+    """Objects with the same name in different namespaces are distinct entries."""
+    store = filled(obj("ns1", "a", "1"), obj("ns2", "a", "2"))
+    assert store.get("ns1", "a") == obj("ns1", "a", "1")
+    assert store.get("ns2", "a") == obj("ns2", "a", "2")
+    store.remove("ns1", "a")
+    assert store.get("ns2", "a") == obj("ns2", "a", "2")
+
+
+def test_values_is_a_snapshot() -> None:
+    """The list returned by values does not change when the store does."""
+    store = filled(obj("ns", "a"))
+    listed = store.values("ns")
+    store.upsert(obj("ns", "b"))
+    assert len(listed) == 1
+
+
+@pytest.mark.parametrize(
+    ("before", "relist", "scope", "changes", "after"),
+    [
+        pytest.param([], [], "ns1", set(), [], id="empty-stays-empty"),
+        pytest.param(
+            [],
+            [obj("ns1", "a")],
+            "ns1",
+            {(None, "ns1/a@1")},
+            [("ns1", "a")],
+            id="added",
+        ),
+        pytest.param(
+            [obj("ns1", "a")],
+            [],
+            "ns1",
+            {("ns1/a@1", None)},
+            [],
+            id="removed",
+        ),
+        pytest.param(
+            [obj("ns1", "a", "1")],
+            [obj("ns1", "a", "2")],
+            "ns1",
+            {("ns1/a@1", "ns1/a@2")},
+            [("ns1", "a")],
+            id="changed",
+        ),
+        pytest.param(
+            [obj("ns1", "a")],
+            [obj("ns1", "a")],
+            "ns1",
+            set(),
+            [("ns1", "a")],
+            id="equal-object-is-no-change",
+        ),
+        pytest.param(
+            [obj("ns1", "a", "1"), obj("ns1", "b"), obj("ns1", "keep")],
+            [obj("ns1", "a", "2"), obj("ns1", "c"), obj("ns1", "keep")],
+            "ns1",
+            {("ns1/a@1", "ns1/a@2"), ("ns1/b@1", None), (None, "ns1/c@1")},
+            [("ns1", "a"), ("ns1", "c"), ("ns1", "keep")],
+            id="mixed",
+        ),
+        pytest.param(
+            [obj("ns1", "a"), obj("ns2", "x")],
+            [],
+            "ns1",
+            {("ns1/a@1", None)},
+            [("ns2", "x")],
+            id="scope-leaves-other-namespaces-alone",
+        ),
+        pytest.param(
+            [obj("ns2", "x")],
+            [obj("ns1", "a")],
+            "ns1",
+            {(None, "ns1/a@1")},
+            [("ns1", "a"), ("ns2", "x")],
+            id="scope-adds-without-touching-others",
+        ),
+        pytest.param(
+            [],
+            [obj("ns1", "a"), obj("ns2", "b")],
+            None,
+            {(None, "ns1/a@1"), (None, "ns2/b@1")},
+            [("ns1", "a"), ("ns2", "b")],
+            id="all-namespaces-added",
+        ),
+        pytest.param(
+            [obj("ns1", "a"), obj("ns2", "x", "1"), obj("ns3", "gone")],
+            [obj("ns2", "x", "2"), obj("ns4", "new")],
+            None,
+            {
+                ("ns1/a@1", None),
+                ("ns2/x@1", "ns2/x@2"),
+                ("ns3/gone@1", None),
+                (None, "ns4/new@1"),
+            },
+            [("ns2", "x"), ("ns4", "new")],
+            id="all-namespaces-mixed",
+        ),
+        pytest.param(
+            [obj("ns1", "a"), obj("ns2", "b")],
+            [obj("ns1", "a"), obj("ns2", "b")],
+            None,
+            set(),
+            [("ns1", "a"), ("ns2", "b")],
+            id="all-namespaces-unchanged",
+        ),
+    ],
+)
+def test_replace(
+    before: list[dict[str, Any]],
+    relist: list[dict[str, Any]],
+    scope: str | None,
+    changes: set[tuple[str | None, str | None]],
+    after: list[tuple[str, str]],
+) -> None:
+    """Store.replace makes the scope hold exactly the relist and returns only the changes."""
+    store = filled(*before)
+    result = store.replace(relist, scope=scope)
+    assert len(result) == len(changes)
+    assert names(result) == changes
+    assert sorted(map(key, store.values())) == after
+    assert store.count() == len(after)
+
+
+def test_replace_returns_the_stored_objects() -> None:
+    """The pairs carry the very objects that were stored and that are now stored."""
+    old, new = obj("ns", "a", "1"), obj("ns", "a", "2")
+    store = filled(old)
+    assert store.replace([new], scope="ns") == [(old, new)]
+    assert store.get("ns", "a") is new
+
+
+def test_replace_empties_namespace_listing() -> None:
+    """A namespace emptied by replace no longer appears in namespaces()."""
+    store = filled(obj("ns1", "a"), obj("ns2", "b"))
+    store.replace([], scope="ns1")
+    assert store.namespaces() == ["ns2"]
+    store.replace([], scope=None)
+    assert store.namespaces() == []
+    assert store.count() == 0
