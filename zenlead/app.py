@@ -81,7 +81,13 @@ class Controller:
         """Run until cancelled; `task_status.started()` fires once the endpoints are bound."""
         s = self.settings
         api_client = self._api_client or client.connect(s.kubeconfig)
-        kube = api.Api(api_client, timeout_seconds=s.api_timeout_seconds, qps=s.qps, burst=s.burst)
+        kube = api.Api(
+            api_client,
+            timeout_seconds=s.api_timeout_seconds,
+            qps=s.qps,
+            burst=s.burst,
+            observer=self.metrics.observe_api_call,
+        )
         work: workqueue.WorkQueue[model.ServiceKey] = workqueue.WorkQueue()
         token = anyio.lowlevel.current_token()
 

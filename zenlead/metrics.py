@@ -158,6 +158,13 @@ class Metrics:
             "1 while this controller instance holds the leader-election Lease.",
             registry=reg,
         )
+        self.api_calls = prometheus_client.Histogram(
+            "zen_lead_api_call_duration_seconds",
+            "Kubernetes API calls by operation (verb_resource) and result, one per attempt.",
+            ["operation", "result"],
+            buckets=_BUCKETS,
+            registry=reg,
+        )
         self.queue_depth = prometheus_client.Gauge(
             "zen_lead_workqueue_depth", "Keys waiting in the work queue.", registry=reg
         )
@@ -168,6 +175,12 @@ class Metrics:
         self._leaders = _LeaderClock()
         reg.register(self._leaders)
         self._seen: dict[tuple[str, str], set[tuple[object, tuple[str, ...]]]] = {}
+
+    def observe_api_call(
+        self, *, operation: str, resource: str, result: str, seconds: float
+    ) -> None:
+        """Record one API call (the `kube.api.CallObserver` protocol)."""
+        self.api_calls.labels(f"{operation}_{resource}", result).observe(seconds)
 
     def track(self, metric: object, *labels: str) -> None:
         """Remember that a per-Service series exists, so `forget_service` can remove it."""

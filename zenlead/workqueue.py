@@ -84,7 +84,8 @@ class WorkQueue(Generic[K]):
         """Queue `key` after its backoff; return the delay used."""
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
-        delay: float = min(self._max, self._base * (2.0**failures))
+        # Cap the exponent: 2.0**1024 overflows a float long after the delay hit its cap.
+        delay: float = min(self._max, self._base * (2.0 ** min(failures, 64)))
         self.add_after(key, delay)
         return delay
 

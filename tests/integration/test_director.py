@@ -53,6 +53,8 @@ class TestRouting:
         assert svc.metadata.labels["zen-lead.io/source-service"] == "web"
         assert svc.metadata.annotations["zen-lead.io/leader-pod-name"] == "web-0"
         assert svc.metadata.annotations["zen-lead.io/current-leader"] == "web-0"
+        web0_uid = core.read_namespaced_pod("web-0", namespace).metadata.uid
+        assert svc.metadata.annotations["zen-lead.io/leader-pod-uid"] == web0_uid
         assert "zen-lead.io/enabled" not in svc.metadata.annotations
         assert "zen-lead.io/leader-last-switch-time" in svc.metadata.annotations
         assert svc.metadata.owner_references[0].name == "web"
@@ -136,6 +138,15 @@ class TestFailover:
         assert 0 < latency < 5
         event = kubehelp.wait_event(core, namespace, reason="LeaderChanged")
         assert "from web-0 to web-1" in event.message
+        # The reconciler reads only its cache: the only GETs are the Lease's.
+        gets = [
+            line
+            for line in ctl.scrape().splitlines()
+            if line.startswith("zen_lead_api_call_duration_seconds_count")
+            and 'operation="get_' in line
+        ]
+        assert gets
+        assert all('operation="get_leases"' in line for line in gets)
 
     def test_first_election_is_not_a_failover(
         self,

@@ -284,6 +284,17 @@ def test_min_ready_not_sticky_requeues_for_older_pod() -> None:
     assert decision.requeue_after == pytest.approx(50.0)
 
 
+@pytest.mark.parametrize(
+    "skew",
+    [pytest.param(0.5, id="half-second"), pytest.param(5.0, id="five-seconds")],
+)
+def test_zero_min_ready_ignores_ready_time_in_the_future(skew: float) -> None:
+    """With min-ready-duration 0 a Ready pod leads even if its Ready time is ahead of our clock."""
+    decision = decide([pod("a", ready_since=NOW + skew)])
+    assert leader_name(decision) == "a"
+    assert decision.requeue_after is None
+
+
 def test_min_ready_missing_ready_time_counts_as_ready_long_enough() -> None:
     """A Ready pod without a Ready transition time is not held back."""
     config = ServiceConfig(leader_service_name="web-leader", min_ready_seconds=60.0)

@@ -168,6 +168,14 @@ async def test_rate_limited_backoff_doubles_and_caps() -> None:
     assert queue.delayed == 6
 
 
+async def test_rate_limited_backoff_survives_many_failures() -> None:
+    """A key failing for days keeps getting the capped delay instead of raising."""
+    queue: WorkQueue[str] = WorkQueue(clock=FakeClock(), max_delay_seconds=120.0)
+    delays = [queue.add_rate_limited("a") for _ in range(1100)]
+    assert delays[-1] == 120.0
+    assert queue.failures("a") == 1100
+
+
 async def test_rate_limited_default_base() -> None:
     """The default backoff starts at 10 ms."""
     queue: WorkQueue[str] = WorkQueue(clock=FakeClock())
