@@ -163,10 +163,10 @@ def _eligible(
         if not verdict.qualified:
             continue
         pod = verdict.pod
-        # A Ready time ahead of our clock is node clock skew: count it as Ready since now.
-        since = min(pod.ready_since if pod.ready_since is not None else now, now)
         if pod.ready_since is None:
-            since = now - config.min_ready_seconds
+            since = now - config.min_ready_seconds  # Unknown: do not hold the pod back.
+        else:
+            since = min(pod.ready_since, now)  # A future time is node clock skew.
         remaining = since + config.min_ready_seconds - now
         if pod.uid == current_uid or remaining <= 0:
             eligible.append(pod)
