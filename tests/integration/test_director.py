@@ -631,3 +631,28 @@ class TestReadiness:
             assert handle.get("/healthz") == 200
             assert handle.get("/readyz") == 503
             assert not handle.controller.synced()
+
+
+class TestCacheLimit:
+    """max-cache-size-per-namespace bounds how many Services one namespace can make us manage."""
+
+    def test_newest_beyond_limit_is_not_managed(
+        self,
+        core: client.CoreV1Api,
+        api: Any,
+        namespace: str,
+        three_pods: list[str],
+        start_controller: Start,
+    ) -> None:
+        """With a limit of 1, the older Service is routed; the newer gets a Warning and nothing.
+
+        "alpha" is created first and also sorts first by name, so it is the older one whether
+        or not both land in the same second (creationTimestamp's resolution).
+        """
+        kubehelp.make_service(core, namespace, "alpha")
+        kubehelp.make_service(core, namespace, "beta")
+        ctl = start_controller(max_cache_size_per_namespace=1)
+        kubehelp.wait_leader(api, namespace, "web-0", name="alpha-leader")
+        kubehelp.wait_event(core, namespace, reason="CacheLimitExceeded", name="beta")
+        assert not _exists(core, namespace, "beta-leader")
+        assert kubehelp.metric(ctl.scrape(), "zen_lead_cache_size", namespace=namespace) == 1
