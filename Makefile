@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 ## test: set everything up, then lint, type-check and run every test.
 test: lint typecheck controlplane pytest
 
-## demo: the embedded demo on a local control plane.
+## demo: a live failover (hung HTTP leader, then NOT_SERVING gRPC leader) on a local control plane.
 demo: setup controlplane
 	$(BIN)/zen-lead demo
 
@@ -40,12 +40,15 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
+# Tests run inside a private network namespace where 10.244.0.0/16 is local (fake pod IPs).
 pytest: setup controlplane
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/python -m zenlead.testing.netns $(BIN)/pytest $(PYTEST_ARGS)
 
 ## bench: run every benchmark; each prints a table and rewrites its section of docs/benchmarks.md.
 bench: setup controlplane
-	$(BIN)/python bench/failover_ready.py
+	$(BIN)/python -m bench.failover_ready
+	$(BIN)/python -m bench.failover_probe
+	$(BIN)/python -m bench.probes
 
 ## lock: re-pin constraints.txt after changing dependencies in pyproject.toml.
 lock:

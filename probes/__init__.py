@@ -1,11 +1,42 @@
 """Active health probers (HTTP, gRPC health, synthetic TCP) for zen-lead's prober pool.
 
-This package is independent of the controller: it imports neither ``zenlead`` nor the
-``kubernetes`` client, and it is the only place that imports httpx and grpc. The probers and
-their registry arrive with the active-probing work; until then the package only reserves the
-import name so the layering contracts can already be enforced.
+`PROBERS` maps each probe kind to the factory of its per-target checker; configuration
+validation reads the allowed kinds from this one mapping. See `probes.types` for the contract.
+This package is independent of the controller: it imports nothing from ``zenlead`` and it is
+the only place that imports httpx and grpc.
 """
 
 from __future__ import annotations
 
-__all__: tuple[str, ...] = ()
+from probes import grpc, http, tcp
+from probes.types import (
+    Checker,
+    FailureClass,
+    GrpcSpec,
+    HttpSpec,
+    ProbeResult,
+    ProberFactory,
+    Spec,
+    Target,
+    TcpSpec,
+)
+
+__all__ = (
+    "PROBERS",
+    "Checker",
+    "FailureClass",
+    "GrpcSpec",
+    "HttpSpec",
+    "ProbeResult",
+    "ProberFactory",
+    "Spec",
+    "Target",
+    "TcpSpec",
+)
+
+PROBERS: dict[str, ProberFactory] = {
+    "http": http.HttpChecker,
+    "grpc": grpc.GrpcChecker,
+    "tcp": tcp.TcpChecker,
+}
+"""Probe kind -> factory of a checker for one target."""

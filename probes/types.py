@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -169,5 +169,5 @@ class Checker(Protocol):
 class ProberFactory(Protocol):
     """Creates the checker for one target (what `probes.PROBERS` maps each kind to)."""
 
-    def __call__(self, target: Target, spec: Spec) -> Checker:
-        """Return a checker of `target` configured by `spec`."""
+    def __call__(self, target: Target, spec: Any) -> Checker:
+        """Return a checker of `target` configured by `spec` (the Spec type of its kind)."""

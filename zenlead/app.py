@@ -12,8 +12,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +29,7 @@ from zenlead import (
     mapping,
     metrics,
     model,
+    probing,
     reconciler,
     recorder,
     server,
@@ -100,6 +103,11 @@ class Controller:
         mapper = mapping.Mapper(self.cache, self.failures, enqueue)
         self.informers = self._informers(kube, mapper)
         events = recorder.Recorder(kube, metrics_=self.metrics, instance=self.identity)
+        pool = probing.Pool(
+            on_change=functools.partial(self._probe_changed, work),
+            metrics_=self.metrics,
+            max_in_flight=s.max_probes_in_flight,
+        )
         rec = reconciler.Reconciler(
             cache=self.cache,
             client=kube,
@@ -107,6 +115,7 @@ class Controller:
             metrics_=self.metrics,
             failures=self.failures,
             max_services_per_namespace=s.max_cache_size_per_namespace,
+            pool=pool,
         )
         endpoints = self._endpoints()
         try:
@@ -115,6 +124,7 @@ class Controller:
                     tg.start_soon(self._run_informer, informer)
                 tg.start_soon(work.run_timers)
                 tg.start_soon(events.run)
+                tg.start_soon(pool.run)
                 task_status.started()
                 await self._wait_synced()
                 log.info(
@@ -134,6 +144,29 @@ class Controller:
                 api_client.close()
 
     # Parts -------------------------------------------------------------------------------------
+
+    def _probe_changed(
+        self,
+        work: workqueue.WorkQueue[model.ServiceKey],
+        key: model.ServiceKey,
+        uid: str,
+        old: probing.Health,
+        new: probing.Health,
+    ) -> None:
+        """Note a leader's probe going down (latency starts) or up, then enqueue the Service."""
+        del old
+        if mapping.leads(self.cache, key, uid):
+            if new.state == probing.DOWN and new.first_failure_at is not None:
+                self.failures.observe(
+                    key,
+                    pod_uid=uid,
+                    reason=mapping.PROBE_FAILED,
+                    at=new.first_failure_at,
+                    decided_at=time.monotonic(),
+                )
+            elif new.state == probing.UP:
+                self.failures.recovered(key, pod_uid=uid, probe=True)
+        work.add(key)
 
     def _informers(self, kube: api.Api, mapper: mapping.Mapper) -> list[informers.Informer[Any]]:
         scopes: list[str | None] = list(self.settings.namespaces) or [None]

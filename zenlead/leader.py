@@ -26,6 +26,7 @@ from zenlead import ports
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+    from collections.abc import Set as AbstractSet
 
     from zenlead import model, svcconfig
 
@@ -34,6 +35,9 @@ __all__ = ("Decision", "Verdict", "decide", "evaluate")
 OK = "ok"
 DELETED = "deleted"
 PREEMPTED = "preempted"
+PROBE_FAILED = "probe_failed"
+PROBE_PENDING = "probe_pending"
+WAITING = "waiting for the first probe of an older pod"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -96,8 +100,13 @@ def evaluate(
     *,
     source_ports: list[dict[str, Any]],
     unhealthy: Mapping[str, str],
+    probe_up: AbstractSet[str] | None = None,
 ) -> Verdict:
-    """Return whether `pod` qualifies to lead, ignoring stickiness and min-ready-duration."""
+    """Return whether `pod` qualifies to lead, ignoring stickiness and min-ready-duration.
+
+    `unhealthy` maps pod UIDs to why their probe says down; with `probe_up` given (the Service
+    has a probe), a pod must also be in it: until its first passing probe it is pending.
+    """
     checks = (
         (pod.deleting, "terminating", "pod is terminating"),
         (pod.phase != "Running", "notRunning", f"phase is {pod.phase}"),
@@ -107,13 +116,15 @@ def evaluate(
     for failed, code, detail in checks:
         if failed:
             return Verdict(pod, code, detail)
-    if pod.uid in unhealthy:
-        return Verdict(pod, "unhealthy", unhealthy[pod.uid])
     try:
-        resolved = ports.resolve(source_ports, pod)
+        resolved = tuple(ports.resolve(source_ports, pod))
     except ports.UnresolvedPortError as exc:
         return Verdict(pod, "portUnresolved", str(exc), missing_port=exc.port_name)
-    return Verdict(pod, OK, "qualifies", tuple(resolved))
+    if pod.uid in unhealthy:
+        return Verdict(pod, PROBE_FAILED, f"probe down: {unhealthy[pod.uid]}", resolved)
+    if probe_up is not None and pod.uid not in probe_up:
+        return Verdict(pod, PROBE_PENDING, "no passing probe yet", resolved)
+    return Verdict(pod, OK, "qualifies", resolved)
 
 
 def decide(
@@ -124,11 +135,15 @@ def decide(
     source_ports: list[dict[str, Any]],
     now: float,
     unhealthy: Mapping[str, str] | None = None,
+    probe_up: AbstractSet[str] | None = None,
+    panic: bool = False,
 ) -> Decision:
     """Choose the leader among `pods` (see the module docstring for the rules)."""
     verdicts = tuple(
-        evaluate(p, source_ports=source_ports, unhealthy=unhealthy or {}) for p in pods
+        evaluate(p, source_ports=source_ports, unhealthy=unhealthy or {}, probe_up=probe_up)
+        for p in pods
     )
+    verdicts = tuple(_pending_leader_qualifies(v, current_uid) for v in verdicts)
     by_uid = {v.pod.uid: v for v in verdicts}
     current = by_uid.get(current_uid) if current_uid else None
     unresolved = tuple(sorted({v.missing_port for v in verdicts if v.missing_port}))
@@ -137,8 +152,19 @@ def decide(
     )
     if current is not None and current.qualified and config.sticky:
         return make(leader=current.pod, cause=None, why="current leader still qualifies")
+    probe_failed = current is not None and current.code == PROBE_FAILED
+    if probe_failed and panic:
+        why = "panic: too many pods fail their probes at once; keeping the leader"
+        return make(leader=current.pod, cause=None, why=why)  # type: ignore[union-attr]
     eligible, wait = _eligible(verdicts, current_uid=current_uid, config=config, now=now)
     leader = min(eligible, key=lambda p: (p.created, p.name)) if eligible else None
+    if current is None and leader is not None and _older_pending(verdicts, leader):
+        # A fresh election waits for older pods' first verdicts, or the first pod to answer
+        # would win instead of the oldest. The pool enqueues the Service on each verdict.
+        return make(leader=None, cause=_cause(current_uid, current, None), why=WAITING)
+    if probe_failed and leader is None:
+        why = "the leader fails its probe but no candidate passes; keeping it"
+        return make(leader=current.pod, cause=None, why=why)  # type: ignore[union-attr]
     cause = _cause(current_uid, current, leader)
     if leader is None:
         why = "no pod qualifies" if wait is None else "no pod has been Ready long enough yet"
@@ -148,6 +174,18 @@ def decide(
         why = "oldest qualifying pod"
     requeue = wait if (leader is None or not config.sticky) else None
     return make(leader=leader, cause=cause, why=why, requeue_after=requeue)
+
+
+def _older_pending(verdicts: Sequence[Verdict], leader: model.Pod) -> bool:
+    rank = (leader.created, leader.name)
+    return any(v.code == PROBE_PENDING and (v.pod.created, v.pod.name) < rank for v in verdicts)
+
+
+def _pending_leader_qualifies(verdict: Verdict, current_uid: str | None) -> Verdict:
+    """Let the current leader lead while its first probe is pending (no evidence against it)."""
+    if verdict.code == PROBE_PENDING and verdict.pod.uid == current_uid:
+        return dataclasses.replace(verdict, code=OK, detail="qualifies (first probe pending)")
+    return verdict
 
 
 def _eligible(

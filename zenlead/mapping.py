@@ -21,7 +21,9 @@ if TYPE_CHECKING:
 
     from zenlead.kube import store
 
-__all__ = ("Cache", "FailureClock", "Mapper", "is_source", "selects")
+__all__ = ("PROBE_FAILED", "Cache", "FailureClock", "Mapper", "is_source", "selects")
+
+PROBE_FAILED = "probe_failed"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +42,8 @@ class Failure:
     at: float
     reason: str
     pod_uid: str
+    decided_at: float | None = None
+    """When the failure became decisive (a probe verdict turning down), if later than `at`."""
 
 
 class FailureClock:
@@ -50,17 +54,28 @@ class FailureClock:
         self._lock = threading.Lock()
         self._first: dict[model.ServiceKey, Failure] = {}
 
-    def observe(self, key: model.ServiceKey, *, pod_uid: str, reason: str, at: float) -> None:
+    def observe(
+        self,
+        key: model.ServiceKey,
+        *,
+        pod_uid: str,
+        reason: str,
+        at: float,
+        decided_at: float | None = None,
+    ) -> None:
         """Record a failure of leader `pod_uid` unless an earlier one is still open."""
         with self._lock:
             current = self._first.get(key)
             if current is None or current.pod_uid != pod_uid:
-                self._first[key] = Failure(at, reason, pod_uid)
+                self._first[key] = Failure(at, reason, pod_uid, decided_at)
 
-    def recovered(self, key: model.ServiceKey, *, pod_uid: str) -> None:
-        """Close the open failure of `key` if it was `pod_uid`'s (the leader qualifies again)."""
+    def recovered(self, key: model.ServiceKey, *, pod_uid: str, probe: bool) -> None:
+        """Close `pod_uid`'s open failure: a probe one when `probe`, else a Ready-rule one."""
         with self._lock:
-            if (current := self._first.get(key)) is not None and current.pod_uid == pod_uid:
+            current = self._first.get(key)
+            if current is None or current.pod_uid != pod_uid:
+                return
+            if (current.reason == PROBE_FAILED) == probe:
                 del self._first[key]
 
     def pop(self, key: model.ServiceKey) -> Failure | None:
@@ -175,9 +190,18 @@ class Mapper:
                 continue
             key = model.ServiceKey(pod.namespace, source)
             if reason is None:
-                self._failures.recovered(key, pod_uid=pod.uid)
+                self._failures.recovered(key, pod_uid=pod.uid, probe=False)
             else:
                 self._failures.observe(key, pod_uid=pod.uid, reason=reason, at=seen_at)
+
+
+def leads(cache: Cache, key: model.ServiceKey, pod_uid: str) -> bool:
+    """Return True if our slice for Service `key` points at pod `pod_uid`."""
+    for slice_obj in cache.slices.values(key.namespace):
+        labels = slice_obj["metadata"].get("labels") or {}
+        if labels.get(model.LABEL_SOURCE) == key.name:
+            return objects.leader_uid_of(slice_obj) == pod_uid
+    return False
 
 
 def _leader_name(svc: Mapping[str, Any]) -> str:

@@ -92,6 +92,14 @@ class Metrics:
             buckets=_BUCKETS,
             registry=reg,
         )
+        self.decision_latency = prometheus_client.Histogram(
+            "zen_lead_failover_decision_latency_seconds",
+            "From the evidence that decided a failover (the watch event, or the probe verdict "
+            "turning down) to the EndpointSlice write acknowledged.",
+            ["reason"],
+            buckets=_BUCKETS,
+            registry=reg,
+        )
         self.reconcile_duration = prometheus_client.Histogram(
             "zen_lead_reconciliation_duration_seconds",
             "Duration of one reconcile of a Service.",
@@ -163,6 +171,29 @@ class Metrics:
             "Kubernetes API calls by operation (verb_resource) and result, one per attempt.",
             ["operation", "result"],
             buckets=_BUCKETS,
+            registry=reg,
+        )
+        self.probes = prometheus_client.Counter(
+            "zen_lead_probes",
+            "Active health probes by kind and result "
+            "(success, network, timeout, negative, config).",
+            ["kind", "result"],
+            registry=reg,
+        )
+        self.probe_duration = prometheus_client.Histogram(
+            "zen_lead_probe_duration_seconds",
+            "Duration of active health probes by kind and result.",
+            ["kind", "result"],
+            buckets=_BUCKETS,
+            registry=reg,
+        )
+        self.probe_targets = prometheus_client.Gauge(
+            "zen_lead_probe_targets", "Pods being probed.", registry=reg
+        )
+        self.probe_panic = prometheus_client.Gauge(
+            "zen_lead_probe_panic",
+            "1 while too many of the Service's pods fail their probes at once (leader kept).",
+            list(_SVC),
             registry=reg,
         )
         self.queue_depth = prometheus_client.Gauge(

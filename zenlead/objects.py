@@ -40,6 +40,8 @@ ANN_LAST_SWITCH = "zen-lead.io/leader-last-switch-time"
 ANN_LAST_FAILOVER = "zen-lead.io/last-failover-time"
 ANN_LAST_FAILOVER_REASON = "zen-lead.io/last-failover-reason"
 ANN_LAST_FAILOVER_LATENCY = "zen-lead.io/last-failover-latency-seconds"
+ANN_PROBE_STATE = "zen-lead.io/probe-state"
+"""Per-pod probe verdicts (JSON), for ``zen-lead status`` and ``explain``; absent without probes."""
 HISTORY = (ANN_LAST_SWITCH, ANN_LAST_FAILOVER, ANN_LAST_FAILOVER_REASON, ANN_LAST_FAILOVER_LATENCY)
 """Annotations on the leader Service that carry history from one reconcile to the next."""
 _LEADER_ANNOTATIONS = (ANN_LEADER_NAME, ANN_LEADER_UID, ANN_CURRENT_LEADER)
@@ -75,8 +77,13 @@ def leader_service(
     config: svcconfig.ServiceConfig,
     decision: leader.Decision,
     history: Mapping[str, str],
+    extra: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Return the wanted leader Service for `source` (API JSON); `history`: see `HISTORY`."""
+    """Return the wanted leader Service for `source` (API JSON).
+
+    `history` (see `HISTORY`) is carried between reconciles; `extra` holds annotations computed
+    afresh each time (the probe state), so a key missing from it disappears.
+    """
     meta = source["metadata"]
     spec = source.get("spec") or {}
     labels = {k: v for k, v in (meta.get("labels") or {}).items() if k not in _DROP_LABELS}
@@ -93,6 +100,7 @@ def leader_service(
             ANN_CURRENT_LEADER: decision.leader.name,
         }
     notes |= {k: v for k, v in history.items() if k in HISTORY}
+    notes |= dict(extra or {})
     wanted_spec: dict[str, Any] = {
         "type": "ClusterIP",
         "ports": _defaulted_ports(ports.service_ports(spec.get("ports") or [])),

@@ -19,13 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from zenlead import errors, leader, mapping, model, objects, svcconfig
+from zenlead import errors, leader, mapping, model, objects, probeconfig, probeview, svcconfig
 from zenlead.kube import api
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from zenlead import metrics, recorder
+    from zenlead import metrics, probing, recorder
 
 __all__ = ("Reconciler",)
 
@@ -48,6 +48,7 @@ class Reconciler:
         metrics_: metrics.Metrics,
         failures: mapping.FailureClock,
         max_services_per_namespace: int = 1000,
+        pool: probing.Pool | None = None,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -58,6 +59,9 @@ class Reconciler:
         self.metrics = metrics_
         self.failures = failures
         self.max_services = max_services_per_namespace
+        self.pool = pool
+        self.probe_configs: dict[model.ServiceKey, probeconfig.ProbeConfig] = {}
+        self.panicking: set[model.ServiceKey] = set()
         self.wall_clock = wall_clock
         self.monotonic = monotonic
 
@@ -98,16 +102,22 @@ class Reconciler:
             p for p in self.cache.pods.values(key.namespace) if mapping.selects(source, p.labels)
         ]
         slice_obj = self._our_slice(key, config.leader_service_name)
+        current_uid = objects.leader_uid_of(slice_obj)
+        probe = self._probe_view(key, source, pods, current_uid)
         decision = leader.decide(
             pods,
-            current_uid=objects.leader_uid_of(slice_obj),
+            current_uid=current_uid,
             config=config,
             source_ports=source["spec"].get("ports") or [],
             now=self.wall_clock(),
+            unhealthy=probe.unhealthy if probe else None,
+            probe_up=probe.up if probe else None,
+            panic=probe.panic if probe else False,
         )
+        extra = self._after_probe(key, source, pods, decision, probe)
         if existing is None:
             history = {objects.ANN_LAST_SWITCH: _now_rfc3339()} if decision.leader else {}
-            svc = await self._ensure_service(source, config, decision, existing, history)
+            svc = await self._ensure_service(source, config, decision, existing, history, extra)
             await self._ensure_slice(key, source, svc, decision, slice_obj)
             self._after_write(key, source, decision, self.monotonic(), pods_seen=len(pods))
         else:
@@ -116,8 +126,72 @@ class Reconciler:
             history = self._after_write(
                 key, source, decision, self.monotonic(), pods_seen=len(pods)
             )
-            await self._ensure_service(source, config, decision, existing, history)
+            await self._ensure_service(source, config, decision, existing, history, extra)
         return decision.requeue_after
+
+    # Probing ---------------------------------------------------------------------------------
+
+    def _probe_view(
+        self,
+        key: model.ServiceKey,
+        source: Mapping[str, Any],
+        pods: list[model.Pod],
+        current_uid: str | None,
+    ) -> probeview.ProbeView | None:
+        """Start/stop probes for `key` and return their verdicts (None: Ready-only routing)."""
+        cfg, problems = probeconfig.parse(source["metadata"].get("annotations"))
+        for problem in problems:
+            self.events.warning(source, "InvalidAnnotation", f"{problem}; using Ready-only routing")
+        if cfg is None or self.pool is None:
+            self._forget_probes(key)
+            return None
+        self.probe_configs[key] = cfg
+        wanted = probeview.targets(
+            pods, config=cfg, source_ports=source["spec"].get("ports") or [], leader_uid=current_uid
+        )
+        self.pool.ensure(key, cfg, probeview.probed(wanted))
+        return probeview.view(pods, self.pool.health(key), wanted, cfg, now=self.monotonic())
+
+    def _after_probe(
+        self,
+        key: model.ServiceKey,
+        source: Mapping[str, Any],
+        pods: list[model.Pod],
+        decision: leader.Decision,
+        probe: probeview.ProbeView | None,
+    ) -> dict[str, str]:
+        """Point the pool's leader role at the decision; report panic; return annotations."""
+        cfg = self.probe_configs.get(key)
+        if probe is None or cfg is None or self.pool is None:
+            return {}
+        leader_uid = decision.leader.uid if decision.leader else None
+        wanted = probeview.targets(
+            pods, config=cfg, source_ports=source["spec"].get("ports") or [], leader_uid=leader_uid
+        )
+        self.pool.ensure(key, cfg, probeview.probed(wanted))
+        labels = (key.namespace, key.name)
+        self.metrics.probe_panic.labels(*labels).set(1 if probe.panic else 0)
+        self.metrics.track(self.metrics.probe_panic, *labels)
+        was_panic = key in self.panicking
+        if probe.panic and not was_panic:
+            self.panicking.add(key)
+            self.events.warning(
+                source,
+                "ProbePanic",
+                f"{probe.down_count} of {probe.probed_count} probed pods fail at once "
+                f"(threshold {cfg.panic_threshold:g}); suspecting the prober's network, "
+                "keeping the current leader",
+            )
+        elif was_panic and not probe.panic:
+            self.panicking.discard(key)
+            self.events.normal(source, "ProbePanicCleared", "probe failures back below threshold")
+        return {objects.ANN_PROBE_STATE: probe.state_annotation()}
+
+    def _forget_probes(self, key: model.ServiceKey) -> None:
+        if self.pool is not None:
+            self.pool.forget(key)
+        self.probe_configs.pop(key, None)
+        self.panicking.discard(key)
 
     def _supported(self, source: Mapping[str, Any]) -> bool:
         spec = source.get("spec") or {}
@@ -164,18 +238,19 @@ class Reconciler:
 
     # Writes ------------------------------------------------------------------------------------
 
-    async def _ensure_service(
+    async def _ensure_service(  # noqa: PLR0917 - private; called in two places.
         self,
         source: dict[str, Any],
         config: svcconfig.ServiceConfig,
         decision: leader.Decision,
         existing: dict[str, Any] | None,
         history: Mapping[str, str],
+        extra: Mapping[str, str],
     ) -> dict[str, Any]:
         have_notes = ((existing or {}).get("metadata") or {}).get("annotations") or {}
         carried = {k: v for k, v in have_notes.items() if k in objects.HISTORY}
         want = objects.leader_service(
-            source, config=config, decision=decision, history=carried | dict(history)
+            source, config=config, decision=decision, history=carried | dict(history), extra=extra
         )
         namespace = want["metadata"]["namespace"]
         if existing is not None and objects.service_needs_recreate(want, existing):
@@ -281,6 +356,7 @@ class Reconciler:
     async def _cleanup(self, key: model.ServiceKey, source: Mapping[str, Any] | None) -> None:
         """Delete every leader Service and slice zen-lead made for `key`; clear its state."""
         removed = await self._remove_stale(key, keep=None)
+        self._forget_probes(key)
         self.metrics.forget_service(key)
         self.failures.pop(key)
         if source is None:
@@ -363,6 +439,8 @@ class Reconciler:
             latency = acked - failure.at
             self.metrics.failover_latency.labels(*labels, cause).observe(latency)
             self.metrics.track(self.metrics.failover_latency, *labels, cause)
+            decided = failure.decided_at if failure.decided_at is not None else failure.at
+            self.metrics.decision_latency.labels(cause).observe(acked - decided)
             history[objects.ANN_LAST_FAILOVER_LATENCY] = f"{latency:.4f}"
         old = _pod_name(decision, decision.previous_uid)
         target = new.name if new is not None else "no pod"

@@ -109,6 +109,13 @@ FIELDS: tuple[Field, ...] = (
         _between(1, 100000),
     ),
     Field(
+        "max_probes_in_flight",
+        int,
+        256,
+        "active health probes running at once, over all Services (1-10000)",
+        _between(1, 10000),
+    ),
+    Field(
         "qps",
         float,
         50.0,
@@ -173,6 +180,7 @@ class Settings:
     namespaces: tuple[str, ...] = ()
     max_concurrent_reconciles: int = 10
     max_cache_size_per_namespace: int = 1000
+    max_probes_in_flight: int = 256
     qps: float = 50.0
     burst: int = 100
     api_timeout_seconds: float = 10.0

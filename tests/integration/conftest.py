@@ -10,14 +10,16 @@ If the binaries are missing the fixture fails (never skips) with the command tha
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import pytest
 from kubernetes import client
+from probes import testing
 from zenlead import settings
 from zenlead.kube import client as kube_client
-from zenlead.testing import controlplane, pods, running
+from zenlead.testing import controlplane, netns, pods, running
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -112,3 +114,28 @@ def start_controller(
     yield start
     for handle in started:
         handle.stop()
+
+
+_SUBNETS = itertools.count(1)
+
+
+@pytest.fixture
+def pod_network() -> Iterator[testing.PodNetwork]:
+    """Serve fake pods' HTTP/gRPC/TCP health endpoints on their pod IPs (10.244.0.0/16).
+
+    Needs the private network namespace that ``make pytest`` enters; run elsewhere, it fails
+    with the command to use instead of skipping.
+    """
+    if not netns.active():
+        pytest.fail(
+            "10.244.0.0/16 is not local here: run the tests through `make pytest` or "
+            "`.venv/bin/python -m zenlead.testing.netns .venv/bin/pytest ...`"
+        )
+    with testing.PodNetwork() as network:
+        yield network
+
+
+@pytest.fixture
+def subnet() -> int:
+    """Return a third octet no other test in this session uses (fresh pod IPs per test)."""
+    return next(_SUBNETS) % 250 + 1

@@ -43,6 +43,8 @@ def decide(
     config: ServiceConfig = STICKY,
     source_ports: list[dict[str, Any]] | None = None,
     unhealthy: dict[str, str] | None = None,
+    probe_up: set[str] | None = None,
+    panic: bool = False,
 ) -> leader.Decision:
     """Call leader.decide at NOW with the current leader given by pod name."""
     return leader.decide(
@@ -52,6 +54,8 @@ def decide(
         source_ports=NUMERIC_PORTS if source_ports is None else source_ports,
         now=NOW,
         unhealthy=unhealthy,
+        probe_up=probe_up,
+        panic=panic,
     )
 
 
@@ -200,31 +204,70 @@ def test_evaluate(changes: dict[str, Any], code: str, detail: str) -> None:
 
 
 def test_unhealthy_pod_is_excluded() -> None:
-    """A pod in the unhealthy map does not lead; its verdict is "unhealthy" with the reason."""
+    """A pod whose probe is down does not lead; its verdict is "probe_failed" with the reason."""
     pods = [pod("old", created=100.0), pod("young", created=200.0)]
-    decision = decide(pods, unhealthy={"uid-old": "probe failed: connection refused"})
+    decision = decide(pods, unhealthy={"uid-old": "network: connection refused"})
     assert leader_name(decision) == "young"
     old = decision.verdicts[0]
-    assert old.code == "unhealthy"
-    assert old.detail == "probe failed: connection refused"
+    assert old.code == "probe_failed"
+    assert old.detail == "probe down: network: connection refused"
 
 
 def test_unhealthy_leader_is_replaced() -> None:
-    """A sticky leader marked unhealthy is replaced and the cause is "unhealthy"."""
+    """A sticky leader whose probe is down is replaced and the cause is "probe_failed"."""
     pods = [pod("a", created=100.0), pod("b", created=200.0)]
-    decision = decide(pods, current="a", unhealthy={"uid-a": "probe failed"})
+    decision = decide(pods, current="a", unhealthy={"uid-a": "timeout"})
     assert leader_name(decision) == "b"
-    assert decision.cause == "unhealthy"
+    assert decision.cause == "probe_failed"
 
 
-def test_all_unhealthy_means_no_leader() -> None:
-    """When every pod is unhealthy nobody leads and there is nothing to wait for."""
+def test_all_unhealthy_keeps_the_leader() -> None:
+    """When every pod fails its probe the leader stays: probes never empty the routing."""
     pods = [pod("a"), pod("b")]
     decision = decide(pods, current="a", unhealthy={"uid-a": "x", "uid-b": "y"})
-    assert decision.leader is None
-    assert decision.cause == "unhealthy"
-    assert decision.why == "no pod qualifies"
-    assert decision.requeue_after is None
+    assert leader_name(decision) == "a"
+    assert decision.cause is None
+    assert not decision.changed
+    assert "no candidate passes" in decision.why
+    assert decision.slice_ports
+
+
+def test_panic_keeps_the_leader_despite_a_healthy_candidate() -> None:
+    """In panic (our own network suspected) a failing leader is kept even if one pod passes."""
+    pods = [pod("a", created=1.0), pod("b", created=2.0), pod("c", created=3.0)]
+    decision = decide(
+        pods,
+        current="a",
+        unhealthy={"uid-a": "timeout", "uid-b": "timeout"},
+        probe_up={"uid-c"},
+        panic=True,
+    )
+    assert leader_name(decision) == "a"
+    assert "panic" in decision.why
+
+
+@pytest.mark.parametrize(
+    ("current", "up", "expected"),
+    [
+        pytest.param(None, set(), None, id="new-service-waits-for-first-probe"),
+        pytest.param(None, {"uid-b"}, None, id="fresh-election-waits-for-older-pending-pod"),
+        pytest.param(None, {"uid-a", "uid-b"}, "a", id="fresh-election-oldest-up"),
+        pytest.param("a", set(), "a", id="pending-leader-keeps-leading"),
+        pytest.param("a", {"uid-b"}, "a", id="sticky-pending-leader-not-replaced"),
+    ],
+)
+def test_probe_pending(current: str | None, up: set[str], expected: str | None) -> None:
+    """Candidates must have passed a probe; the current leader may lead while it is pending."""
+    pods = [pod("a", created=1.0), pod("b", created=2.0)]
+    decision = decide(pods, current=current, probe_up=up)
+    assert leader_name(decision) == expected
+
+
+def test_fresh_election_skips_a_down_older_pod() -> None:
+    """An older pod that probed down does not hold up a fresh election."""
+    pods = [pod("a", created=1.0), pod("b", created=2.0)]
+    decision = decide(pods, probe_up={"uid-b"}, unhealthy={"uid-a": "timeout"})
+    assert leader_name(decision) == "b"
 
 
 @pytest.mark.parametrize(

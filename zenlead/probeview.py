@@ -1,0 +1,131 @@
+"""Pure glue between the prober pool and the leader decision.
+
+`targets` picks what the pool must probe for one Service: the current leader and every pod that
+qualifies under the Ready rules, each at its own pod IP (never any other address) and its
+resolved probe port. `view` turns the pool's verdicts into the decision's inputs: which pods are
+down (and why), which are up, and whether the Service is in panic.
+
+Panic: when at least two pods, and at least ``panic_threshold`` of the probed pods, started
+failing within one window (`ProbeConfig.panic_window_seconds`: long enough for every pod to be
+probed and judged once), the failures are correlated and the likelier culprit is the prober's
+own network, so the leader is kept. Pods that failed earlier, one at a time, do not count.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import TYPE_CHECKING, Any
+
+from zenlead import ports, probing
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    from zenlead import model, probeconfig
+
+__all__ = ("ProbeView", "probe_port", "targets", "view")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProbeView:
+    """Probe verdicts as the decision needs them.
+
+    Attributes:
+        unhealthy: Pod UID -> why its probe is down.
+        up: UIDs of pods whose probe passes.
+        panic: Too many pods are down at once; keep the leader.
+        states: Pod name -> ``up``, ``down`` or ``unknown``, for the leader Service annotation.
+        down_count: Pods down.
+        probed_count: Pods with a verdict (up or down).
+
+    """
+
+    unhealthy: dict[str, str]
+    up: set[str]
+    panic: bool
+    states: dict[str, str]
+    down_count: int
+    probed_count: int
+
+    def state_annotation(self) -> str:
+        """Return the per-pod states as compact, stable JSON."""
+        return json.dumps(self.states, sort_keys=True, separators=(",", ":"))
+
+
+def probe_port(
+    pod: model.Pod, config: probeconfig.ProbeConfig, source_ports: list[dict[str, Any]]
+) -> int | None:
+    """Return the port to probe on `pod`: the configured number or name, or the first targetPort."""
+    if isinstance(config.port, int):
+        return config.port
+    if isinstance(config.port, str):
+        return next((p.port for p in pod.ports if p.name == config.port and p.port > 0), None)
+    if not source_ports:
+        return None
+    try:
+        return ports.resolve(source_ports[:1], pod)[0].port
+    except ports.UnresolvedPortError:
+        return None
+
+
+def _serves(pod: model.Pod) -> bool:
+    return pod.phase == "Running" and pod.ready and not pod.deleting and pod.ip is not None
+
+
+def targets(
+    pods: Sequence[model.Pod],
+    *,
+    config: probeconfig.ProbeConfig,
+    source_ports: list[dict[str, Any]],
+    leader_uid: str | None,
+) -> dict[str, probing.ProbeTarget | str]:
+    """Return what to probe: the leader and the Ready candidates, by pod UID.
+
+    A pod whose probe port cannot be resolved maps to the reason instead of a target: it cannot
+    pass a probe, so it is treated as down rather than waited for.
+    """
+    found: dict[str, probing.ProbeTarget | str] = {}
+    for pod in pods:
+        if pod.ip is None or (pod.uid != leader_uid and not _serves(pod)):
+            continue
+        port = probe_port(pod, config, source_ports)
+        if port is None:
+            found[pod.uid] = (
+                f"config: probe port {config.port or 'of the first targetPort'} unknown"
+            )
+        else:
+            found[pod.uid] = probing.ProbeTarget(pod.ip, port, leader=pod.uid == leader_uid)
+    return found
+
+
+def probed(wanted: Mapping[str, probing.ProbeTarget | str]) -> dict[str, probing.ProbeTarget]:
+    """Return the entries of `targets` that the pool can probe."""
+    return {uid: t for uid, t in wanted.items() if isinstance(t, probing.ProbeTarget)}
+
+
+def view(
+    pods: Sequence[model.Pod],
+    health: Mapping[str, probing.Health],
+    wanted: Mapping[str, probing.ProbeTarget | str],
+    config: probeconfig.ProbeConfig,
+    *,
+    now: float,
+) -> ProbeView:
+    """Summarise the verdicts of the pods in `wanted` for the decision (`now`: monotonic)."""
+    current = {uid: h for uid, h in health.items() if uid in wanted}
+    down = {uid: h.detail for uid, h in current.items() if h.state == probing.DOWN}
+    down |= {uid: why for uid, why in wanted.items() if isinstance(why, str)}
+    up = {uid for uid, h in current.items() if h.state == probing.UP}
+    probed = len(down) + len(up)
+    since = now - config.panic_window_seconds
+    firsts = [current[uid].first_failure_at for uid in down if uid in current]
+    together = sum(1 for first in firsts if first is not None and first >= since)
+    panic = together >= 2 and together / probed >= config.panic_threshold  # noqa: PLR2004
+    names = {p.uid: p.name for p in pods}
+    states = {
+        names[uid]: probing.DOWN if uid in down else getattr(current.get(uid), "state", "unknown")
+        for uid in wanted
+        if uid in names
+    }
+    return ProbeView(down, up, panic, states, len(down), probed)

@@ -1,0 +1,244 @@
+"""The prober pool: probes each Service's leader and candidates and keeps their verdicts.
+
+The reconciler calls `Pool.ensure(key, config, targets)` on every reconcile of a Service with a
+probe configured: targets (pod UID -> IP, port, leader or not) are started or stopped to match,
+so the pool probes exactly the current leader and its candidates, only at IPs of pods the
+Service selects, and drops targets with their pods. `Pool.run` hosts one task per target:
+
+- a random initial delay over one interval (no thundering herd at start-up), then probes every
+  interval with +-10 % jitter: the leader every ``interval``, candidates every
+  ``candidate interval``, and anyone with a failure streak every ``fast interval``;
+- one probe in flight per target (the loop awaits each check), a global cap on probes in flight;
+- verdicts with hysteresis: a pod is *up* after its first success (or after ``rise`` successes
+  once down), *down* after ``fall`` consecutive network/timeout failures or one explicit
+  negative answer (HTTP status, NOT_SERVING, expect mismatch, config error);
+- checkers that push (gRPC Watch) feed the same verdicts between polls.
+
+Every verdict change calls `on_change`, which the controller uses to record the failure time of
+a leader and to enqueue the Service. Probe counts and durations go to `metrics` by kind and
+result only (no pod names: bounded cardinality).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import anyio
+
+import probes
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from zenlead import metrics, model, probeconfig
+
+__all__ = ("DOWN", "UNKNOWN", "UP", "Health", "Pool", "ProbeTarget")
+
+log = logging.getLogger(__name__)
+
+UNKNOWN, UP, DOWN = "unknown", "up", "down"
+_IMMEDIATE = frozenset({probes.FailureClass.NEGATIVE, probes.FailureClass.CONFIG})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ProbeTarget:
+    """One pod to probe: its IP and resolved probe port, and whether it leads."""
+
+    ip: str
+    port: int
+    leader: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Health:
+    """A pod's probe verdict.
+
+    Attributes:
+        state: ``unknown`` (not probed yet), ``up`` or ``down``.
+        failures: Consecutive failed probes.
+        successes: Consecutive passed probes.
+        first_failure_at: Monotonic time the first failed probe of the current streak ended
+            (the first evidence of failure), or None.
+        detail: Text of the last result.
+
+    """
+
+    state: str = UNKNOWN
+    failures: int = 0
+    successes: int = 0
+    first_failure_at: float | None = None
+    detail: str = "not probed yet"
+
+
+def judge(
+    health: Health, result: probes.ProbeResult, config: probeconfig.ProbeConfig, at: float
+) -> Health:
+    """Return the verdict after `result` (pure; see the module docstring for the rules)."""
+    if result.ok:
+        successes = health.successes + 1
+        up = health.state != DOWN or successes >= config.rise
+        return Health(UP if up else DOWN, 0, successes, None, result.detail or "ok")
+    failures = health.failures + 1
+    first = health.first_failure_at if health.first_failure_at is not None else at
+    down = result.failure in _IMMEDIATE or failures >= config.fall
+    state = DOWN if down else health.state
+    detail = f"{result.failure}: {result.detail}" if result.failure else result.detail
+    return Health(state, failures, 0, first, detail)
+
+
+@dataclasses.dataclass
+class _Entry:
+    key: model.ServiceKey
+    uid: str
+    target: ProbeTarget
+    config: probeconfig.ProbeConfig
+    health: Health = dataclasses.field(default_factory=Health)
+    scope: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
+    wake: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+
+
+class Pool:
+    """Probe loops for every target of every Service with a probe configured."""
+
+    def __init__(
+        self,
+        *,
+        on_change: Callable[[model.ServiceKey, str, Health, Health], None],
+        metrics_: metrics.Metrics,
+        max_in_flight: int = 256,
+        probers: Mapping[str, probes.ProberFactory] | None = None,
+    ) -> None:
+        """Call `on_change(key, pod_uid, old, new)` on verdict changes; cap probes in flight."""
+        self._on_change = on_change
+        self._metrics = metrics_
+        self._limiter = anyio.CapacityLimiter(max_in_flight)
+        self._probers = probers if probers is not None else probes.PROBERS
+        self._entries: dict[model.ServiceKey, dict[str, _Entry]] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._ready = anyio.Event()
+
+    async def run(self) -> None:
+        """Host the probe loops until cancelled."""
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            self._ready.set()
+            await anyio.sleep_forever()
+
+    def ensure(
+        self,
+        key: model.ServiceKey,
+        config: probeconfig.ProbeConfig,
+        targets: Mapping[str, ProbeTarget],
+    ) -> None:
+        """Probe exactly `targets` (pod UID -> target) for `key` with `config`."""
+        if self._tg is None:
+            return  # Not running (yet): nothing to start.
+        current = self._entries.setdefault(key, {})
+        for uid in list(current):
+            entry = current[uid]
+            wanted = targets.get(uid)
+            if (
+                wanted is None
+                or wanted.ip != entry.target.ip
+                or wanted.port != entry.target.port
+                or entry.config != config
+            ):
+                entry.scope.cancel()
+                del current[uid]
+            else:
+                if wanted.leader and not entry.target.leader:
+                    entry.wake.set()  # A new leader is probed at the leader's pace at once.
+                entry.target = wanted
+        for uid, target in targets.items():
+            if uid not in current:
+                entry = _Entry(key, uid, target, config)
+                current[uid] = entry
+                self._tg.start_soon(self._loop, entry)
+        self._metrics.probe_targets.set(sum(len(v) for v in self._entries.values()))
+
+    def forget(self, key: model.ServiceKey) -> None:
+        """Stop probing every pod of `key`."""
+        for entry in self._entries.pop(key, {}).values():
+            entry.scope.cancel()
+        self._metrics.probe_targets.set(sum(len(v) for v in self._entries.values()))
+
+    def health(self, key: model.ServiceKey) -> dict[str, Health]:
+        """Return the current verdict of each probed pod of `key`."""
+        return {uid: e.health for uid, e in self._entries.get(key, {}).items()}
+
+    async def _loop(self, entry: _Entry) -> None:
+        factory = self._probers[entry.config.kind]
+        checker = factory(probes.Target(entry.target.ip, entry.target.port), entry.config.spec)
+        with entry.scope:
+            try:
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(checker.watch, lambda r: self._record(entry, r, pushed=True))
+                    await self._pause(entry, random.uniform(0, self._interval(entry)))  # noqa: S311
+                    while True:
+                        await self._probe_once(entry, checker)
+                        jitter = random.uniform(0.9, 1.1)  # noqa: S311 - not cryptographic
+                        await self._pause(entry, self._interval(entry) * jitter)
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await checker.aclose()
+
+    @staticmethod
+    async def _pause(entry: _Entry, seconds: float) -> None:
+        """Sleep `seconds`, or less if the target is promoted to leader meanwhile."""
+        with anyio.move_on_after(seconds):
+            await entry.wake.wait()
+        if entry.wake.is_set():
+            entry.wake = anyio.Event()
+
+    async def _probe_once(self, entry: _Entry, checker: probes.Checker) -> None:
+        async with self._limiter:
+            start = anyio.current_time()
+            result = await checker.check(deadline=start + entry.config.timeout_seconds)
+            elapsed = anyio.current_time() - start
+        outcome = "success" if result.ok else str(result.failure)
+        self._metrics.probes.labels(entry.config.kind, outcome).inc()
+        self._metrics.probe_duration.labels(entry.config.kind, outcome).observe(elapsed)
+        self._record(entry, result, pushed=False)
+
+    def _record(self, entry: _Entry, result: probes.ProbeResult, *, pushed: bool) -> None:
+        if pushed and result.failure is probes.FailureClass.NETWORK:
+            return  # A broken Watch stream is no evidence; the periodic check decides.
+        old = entry.health
+        entry.health = judge(old, result, entry.config, time.monotonic())
+        if not result.ok and old.failures == 0:
+            log.info(
+                "probe %s %s/%s: failed (%s)",
+                entry.config.kind,
+                entry.key,
+                entry.target.ip,
+                entry.health.detail,
+            )
+        if entry.health.state != old.state:
+            log.info(
+                "probe %s %s/%s: %s -> %s (%s)",
+                entry.config.kind,
+                entry.key,
+                entry.target.ip,
+                old.state,
+                entry.health.state,
+                entry.health.detail,
+            )
+            self._on_change(entry.key, entry.uid, old, entry.health)
+
+    def _interval(self, entry: _Entry) -> float:
+        config = entry.config
+        if entry.health.failures and entry.health.state != DOWN:
+            return config.fast_interval_seconds
+        return config.interval_seconds if entry.target.leader else config.candidate_interval_seconds
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return counts of targets by state, for logs and tests."""
+        counts: dict[str, int] = {}
+        for entries in self._entries.values():
+            for entry in entries.values():
+                counts[entry.health.state] = counts.get(entry.health.state, 0) + 1
+        return counts

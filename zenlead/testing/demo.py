@@ -1,0 +1,189 @@
+"""``zen-lead demo``: a live failover on a local control plane, with real health servers.
+
+Runs inside a private network namespace (re-executing itself there if needed) where each fake
+pod's HTTP, gRPC and TCP health servers listen on the pod's own IP. Two scenarios, each on its
+own Service with three pods and the default probe settings:
+
+1. HTTP probe; the leader hangs (accepts connections, never answers);
+2. gRPC health probe; the leader turns NOT_SERVING (pushed by the Watch stream).
+
+For each it prints a timeline (fault injected, first failed probe, leader judged down, slice
+switched as seen by the demo's own polling) and the failover latency zen-lead measured itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from typing import TYPE_CHECKING, Any
+
+from kubernetes import client
+from probes import testing as fakes
+
+from zenlead import settings
+from zenlead.kube import client as kube_client
+from zenlead.testing import controlplane, netns, pods, running
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ("main",)
+
+NS = "demo"
+_PROBE_LOGGER = "zenlead.probing"
+
+
+class _Timeline(logging.Handler):
+    """Collects the pool's 'first failure' and 'judged down' log records with their times."""
+
+    def __init__(self) -> None:
+        super().__init__(level=logging.INFO)
+        self.events: list[tuple[float, str]] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.events.append((record.created, record.getMessage()))
+
+    def first(self, needle: str, ip: str, after: float) -> tuple[float, str] | None:
+        return next(
+            ((t, m) for t, m in self.events if t >= after and ip in m and needle in m), None
+        )
+
+
+def main() -> int:
+    """Run both scenarios and print their timelines; return the exit code."""
+    if not netns.active():
+        netns.reexec([sys.executable, "-m", "zenlead", "demo"])
+    timeline = _Timeline()
+    logging.getLogger(_PROBE_LOGGER).addHandler(timeline)
+    logging.getLogger(_PROBE_LOGGER).setLevel(logging.INFO)
+    print("starting etcd + kube-apiserver (local, in a private network namespace) ...", flush=True)
+    with controlplane.ControlPlane() as plane, fakes.PodNetwork() as network:
+        api = _api(plane)
+        _core(api).create_namespace({"metadata": {"name": NS}})
+        config = settings.Settings(
+            kubeconfig=str(plane.kubeconfig),
+            namespaces=(NS,),
+            metrics_bind_address="127.0.0.1:0",
+            health_probe_bind_address="127.0.0.1:0",
+            leader_election_namespace=NS,
+        )
+        with running.RunningController(config) as ctl:
+            ctl.wait_synced()
+            http = _scenario_setup(api, network, "web", 10, {"zen-lead.io/probe-path": "/healthz"})
+
+            def hang() -> None:
+                http[0].http_mode = "hang"
+
+            _run_scenario(api, timeline, "web", http, "HTTP probe; the leader hangs", hang)
+            grpc_probe = {"zen-lead.io/probe": "grpc", "zen-lead.io/probe-port": "9090"}
+            rpc = _scenario_setup(api, network, "rpc", 20, grpc_probe)
+
+            def not_serving() -> None:
+                network.set_serving(rpc[0].ip, serving=False)
+
+            title = "gRPC health; the leader turns NOT_SERVING"
+            _run_scenario(api, timeline, "rpc", rpc, title, not_serving)
+        api.close()
+    print("done: control plane, controller and fake pods stopped")
+    return 0
+
+
+def _api(plane: controlplane.ControlPlane) -> Any:
+    return kube_client.connect(str(plane.kubeconfig))
+
+
+def _core(api: Any) -> Any:
+    """Return CoreV1Api typed as Any: the demo passes plain dict bodies, which it accepts."""
+    return client.CoreV1Api(api)
+
+
+def _scenario_setup(
+    api: Any, network: fakes.PodNetwork, name: str, subnet: int, probe: dict[str, str]
+) -> list[fakes.FakePod]:
+    core = _core(api)
+    annotations = {"zen-lead.io/enabled": "true", "zen-lead.io/probe": "http"} | probe
+    core.create_namespaced_service(
+        NS,
+        {
+            "metadata": {"name": name, "annotations": annotations},
+            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]},
+        },
+    )
+    made = []
+    for i in range(3):
+        ip = f"10.244.{subnet}.{10 + i}"
+        made.append(network.add(ip))
+        pod = f"{name}-{i}"
+        manifest = pods.pod_manifest(pod, labels={"app": name}, ports={"http": 8080, "grpc": 9090})
+        core.create_namespaced_pod(NS, manifest)
+        pods.mark_running(api, NS, pod, ip=ip)
+    return made
+
+
+def _leader(api: Any, name: str) -> str | None:
+    discovery: Any = client.DiscoveryV1Api(api)
+    try:
+        obj = discovery.read_namespaced_endpoint_slice(f"{name}-leader", NS)
+    except client.exceptions.ApiException:
+        return None
+    endpoints = obj.endpoints or []
+    name_: str | None = endpoints[0].target_ref.name if endpoints else None
+    return name_
+
+
+def _wait(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.01)
+    raise TimeoutError(f"demo: timed out waiting for {what}")
+
+
+def _run_scenario(  # noqa: PLR0917 - one call per scenario, in story order.
+    api: Any,
+    timeline: _Timeline,
+    name: str,
+    fake_pods: list[fakes.FakePod],
+    title: str,
+    inject: Callable[[], None],
+) -> None:
+    print(f"\n== {title} (Service {name}, pods {name}-0..2) ==", flush=True)
+    _wait(lambda: _leader(api, name) == f"{name}-0", 30, f"{name}-0 to lead")
+    _wait(lambda: _all_up(api, name), 30, "all pods probed up")
+    print(f"   {name}-0 leads; all three pods pass their probes")
+    start = time.time()
+    inject()
+    leader = _wait(lambda: (lead := _leader(api, name)) != f"{name}-0" and lead, 30, "failover")
+    switched = time.time()
+    ip = fake_pods[0].ip
+    rows = [(0.0, f"fault injected into {name}-0 ({ip})")]
+    for needle, label in (("failed", "first failed probe"), ("-> down", "judged down")):
+        found = timeline.first(needle, ip, start)
+        if found:
+            rows.append((found[0] - start, f"{label}: {found[1].split(': ', 1)[-1]}"))
+    rows.append(
+        (switched - start, f"EndpointSlice {name}-leader points at {leader} (seen by the demo)")
+    )
+    for offset, text in sorted(rows):
+        print(f"   +{offset:6.3f}s  {text}")
+    latency = _wait(
+        lambda: _annotation(api, name, "zen-lead.io/last-failover-latency-seconds"), 10, "latency"
+    )
+    print(f"   zen-lead measured: failover latency {float(latency):.3f}s "
+          "(first failed probe -> EndpointSlice write acknowledged)")  # fmt: skip
+
+
+def _annotation(api: Any, name: str, key: str) -> str | None:
+    svc = _core(api).read_namespaced_service(f"{name}-leader", NS)
+    value: str | None = (svc.metadata.annotations or {}).get(key)
+    return value
+
+
+def _all_up(api: Any, name: str) -> bool:
+    import json  # noqa: PLC0415
+
+    states = json.loads(_annotation(api, name, "zen-lead.io/probe-state") or "{}")
+    return len(states) == 3 and all(s == "up" for s in states.values())  # noqa: PLR2004
