@@ -9,6 +9,7 @@ access to Services, EndpointSlices and Pods.
 from __future__ import annotations
 
 import datetime
+import json
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -38,7 +39,7 @@ def status(client: api.Api, namespace: str | None) -> str:
     by_name = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in services}
     slice_by_name = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in slices}
     rows: list[tuple[str, ...]] = [
-        ("NAMESPACE", "SERVICE", "LEADER", "SINCE", "LAST FAILOVER", "LATENCY", "STATE")
+        ("NAMESPACE", "SERVICE", "LEADER", "SINCE", "LAST FAILOVER", "LATENCY", "PROBES", "STATE")
     ]
     for svc in sorted(services, key=lambda s: (s["metadata"]["namespace"], s["metadata"]["name"])):
         if not mapping.is_source(svc):
@@ -57,11 +58,11 @@ def _status_row(
     spec = source.get("spec") or {}
     base = (meta["namespace"], meta["name"])
     if spec.get("type") == "ExternalName" or not spec.get("selector"):
-        return (*base, "-", "-", "-", "-", "Unsupported")
+        return (*base, "-", "-", "-", "-", "-", "Unsupported")
     if leader_svc is None:
-        return (*base, "-", "-", "-", "-", "Pending")
+        return (*base, "-", "-", "-", "-", "-", "Pending")
     if not objects.owns_service(leader_svc, source_name=meta["name"], source_uid=None):
-        return (*base, "-", "-", "-", "-", "Conflict")
+        return (*base, "-", "-", "-", "-", "-", "Conflict")
     notes = leader_svc["metadata"].get("annotations") or {}
     pod = notes.get(objects.ANN_LEADER_NAME, "-")
     routing = slice_obj is not None and objects.leader_uid_of(slice_obj) is not None
@@ -74,8 +75,30 @@ def _status_row(
         _age(notes.get(objects.ANN_LAST_SWITCH)) if routing else "-",
         f"{_age(last)} ago ({reason})" if last else "never",
         f"{float(latency) * 1000:.0f}ms" if latency else "-",
+        _probe_summary(notes),
         "Routing" if routing else "NoLeader",
     )
+
+
+def _probe_states(leader_svc: Mapping[str, Any] | None) -> dict[str, str] | None:
+    """Return pod name -> probe state as the controller last recorded it (None: no probe)."""
+    notes = ((leader_svc or {}).get("metadata") or {}).get("annotations") or {}
+    raw = notes.get(objects.ANN_PROBE_STATE)
+    if raw is None:
+        return None
+    try:
+        states = json.loads(raw)
+    except ValueError:
+        return None
+    return {str(k): str(v) for k, v in states.items()} if isinstance(states, dict) else None
+
+
+def _probe_summary(notes: Mapping[str, str]) -> str:
+    states = _probe_states({"metadata": {"annotations": notes}})
+    if states is None:
+        return "-"
+    up = sum(1 for s in states.values() if s == "up")
+    return f"{up}/{len(states)} up"
 
 
 def explain(client: api.Api, namespace: str, name: str) -> str:
@@ -103,19 +126,40 @@ def explain(client: api.Api, namespace: str, name: str) -> str:
     raw_pods = client.list(api.PODS, namespace, label_selector=selected, limit=_LIMIT)
     pods = [model.Pod.from_raw(p) for p in raw_pods.get("items") or []]
     current = _current_leader(client, namespace, config.leader_service_name)
+    states = _probe_states(_get(client, namespace, config.leader_service_name))
+    by_name = {p.name: p.uid for p in pods}
     decision = leader.decide(
         pods,
         current_uid=current,
         config=config,
         source_ports=(source.get("spec") or {}).get("ports") or [],
         now=time.time(),
+        unhealthy=_uids(states, by_name, "down"),
+        probe_up=set(_uids(states, by_name, "up")) if states is not None else None,
     )
+    if states is not None:
+        lines.append("  probes: the controller's last verdict per pod (zen-lead.io/probe-state)")
     lines.append(f"  current leader (from the EndpointSlice): {_name_of(pods, current)}")
     chosen = decision.leader.name if decision.leader else "no pod"
     lines.append(f"  decision now: {chosen} ({decision.why})")
     lines.append("")
-    lines.append(_pod_table(decision.verdicts, decision))
+    lines.append(_pod_table(decision.verdicts, decision, states or {}))
     return "\n".join(lines)
+
+
+def _get(client: api.Api, namespace: str, name: str) -> dict[str, Any] | None:
+    try:
+        return client.get(api.SERVICES, namespace, name)
+    except errors.NotFoundError:
+        return None
+
+
+def _uids(
+    states: Mapping[str, str] | None, by_name: Mapping[str, str], want: str
+) -> dict[str, str]:
+    if states is None:
+        return {}
+    return {by_name[n]: f"probe {s}" for n, s in states.items() if s == want and n in by_name}
 
 
 def _current_leader(client: api.Api, namespace: str, name: str) -> str | None:
@@ -131,8 +175,10 @@ def _name_of(pods: Sequence[model.Pod], uid: str | None) -> str:
     return next((p.name for p in pods if p.uid == uid), f"a pod that no longer exists ({uid})")
 
 
-def _pod_table(verdicts: Sequence[leader.Verdict], decision: leader.Decision) -> str:
-    rows: list[tuple[str, ...]] = [("POD", "PHASE", "READY", "IP", "AGE", "VERDICT")]
+def _pod_table(
+    verdicts: Sequence[leader.Verdict], decision: leader.Decision, states: Mapping[str, str]
+) -> str:
+    rows: list[tuple[str, ...]] = [("POD", "PHASE", "READY", "IP", "AGE", "PROBE", "VERDICT")]
     ordered = sorted(verdicts, key=lambda v: (v.pod.created, v.pod.name))
     for verdict in ordered:
         pod = verdict.pod
@@ -143,7 +189,8 @@ def _pod_table(verdicts: Sequence[leader.Verdict], decision: leader.Decision) ->
         else:
             why = f"{verdict.code}: {verdict.detail}"
         created = datetime.datetime.fromtimestamp(pod.created, datetime.UTC).isoformat()
-        rows.append((pod.name, pod.phase, str(pod.ready), pod.ip or "-", _age(created), why))
+        probe = states.get(pod.name, "-")
+        rows.append((pod.name, pod.phase, str(pod.ready), pod.ip or "-", _age(created), probe, why))
     return _table(rows)
 
 

@@ -18,7 +18,6 @@ import re
 from typing import TYPE_CHECKING
 
 import probes
-
 from zenlead import svcconfig
 
 if TYPE_CHECKING:

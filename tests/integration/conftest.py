@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from kubernetes import client
+
 from probes import testing
 from zenlead import settings
 from zenlead.kube import client as kube_client

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from zenlead import cli
-from zenlead.testing import pods
-
 from tests import helpers
 from tests.integration import kubehelp
 from tests.integration.kubehelp import APP
+from zenlead import cli
+from zenlead.testing import pods
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     import pytest
     from kubernetes import client
+
     from zenlead.testing import controlplane, running
 
 
@@ -55,12 +55,14 @@ def test_status_and_explain_after_failover(
         "LAST",
         "FAILOVER",
         "LATENCY",
+        "PROBES",
         "STATE",
     ]
     web = next(line.split() for line in out if " web " in f" {line} ")
     assert web[2] == "web-1"
     assert "(notReady)" in web
-    assert web[-2].endswith("ms")
+    assert web[-3].endswith("ms")
+    assert web[-2] == "-"  # No probe configured.
     assert web[-1] == "Routing"
     orphan = next(line.split() for line in out if "orphan" in line)
     assert orphan[-1] == "NoLeader"

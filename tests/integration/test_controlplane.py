@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from kubernetes import client
 from kubernetes.client import exceptions
-from zenlead.kube import client as kube_client
-from zenlead.testing import assets
 
 from tests import helpers
+from zenlead.kube import client as kube_client
+from zenlead.testing import assets
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -8,12 +8,12 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import yaml
 from kubernetes import client
-from zenlead import settings
-from zenlead.testing import pods, running
 
 from tests import helpers
 from tests.integration import kubehelp
 from tests.integration.kubehelp import APP
+from zenlead import settings
+from zenlead.testing import pods, running
 
 if TYPE_CHECKING:
     from collections.abc import Callable

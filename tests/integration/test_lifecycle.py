@@ -10,10 +10,10 @@ import sys
 from typing import IO
 
 import pytest
-from zenlead.kube import client as kube_client
-from zenlead.testing import controlplane, processes
 
 from tests import helpers
+from zenlead.kube import client as kube_client
+from zenlead.testing import controlplane, processes
 
 
 def _start_dev_cluster(kubeconfig: pathlib.Path) -> tuple[subprocess.Popen[str], pathlib.Path]:
@@ -92,10 +92,10 @@ class TestFailedStart:
 
 
 class TestDemo:
-    """``make demo`` for now: the control plane answers /version through the Python client."""
+    """``make demo``: two live failovers with timelines, then a clean exit."""
 
-    def test_demo_prints_version(self) -> None:
-        """The demo exits 0 and prints the pinned server version."""
+    def test_demo_fails_over_twice(self) -> None:
+        """The demo exits 0 after moving a hung HTTP leader and a NOT_SERVING gRPC leader."""
         done = subprocess.run(
             [sys.executable, "-m", "zenlead", "demo"],
             capture_output=True,
@@ -103,5 +103,10 @@ class TestDemo:
             timeout=120,
             check=False,
         )
-        assert done.returncode == 0, done.stderr
-        assert f"kube-apiserver {helpers.pinned_versions()['K8S_VERSION']} " in done.stdout
+        assert done.returncode == 0, done.stderr[-3000:]
+        out = done.stdout
+        assert "EndpointSlice web-leader points at web-1" in out
+        assert "EndpointSlice rpc-leader points at rpc-1" in out
+        assert out.count("zen-lead measured: failover latency") == 2
+        assert "first failed probe" in out
+        assert out.rstrip().endswith("done: control plane, controller and fake pods stopped")

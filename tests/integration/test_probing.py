@@ -7,19 +7,19 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from zenlead import probeconfig
 
 from tests import helpers
 from tests.integration import kubehelp
 from tests.integration.kubehelp import APP
+from zenlead import cli, probeconfig
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from kubernetes import client
-    from zenlead.testing import running
 
     from probes import testing
+    from zenlead.testing import running
 
     Start = Callable[..., running.RunningController]
 
@@ -291,3 +291,40 @@ class TestBadInput:
         kubehelp.wait_leader(api, namespace, "web-1", timeout=10)
         assert _probe_states(core, namespace)["web-1"] == "up"
         assert ctl.get("/healthz") == 200
+
+
+class TestCli:
+    """Status and explain show each pod's probe state."""
+
+    def test_status_and_explain_show_probes(
+        self,
+        control_plane: Any,
+        core: client.CoreV1Api,
+        api: Any,
+        namespace: str,
+        pods3: list[testing.FakePod],
+        start_controller: Start,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        """After web-0 fails its probe, status shows 2/3 up and explain marks web-0 down."""
+        kubehelp.make_service(core, namespace, annotations=_annotations(HTTP))
+        start_controller()
+        kubehelp.wait_leader(api, namespace, "web-0")
+        _wait_all_up(core, namespace)
+        pods3[0].http_mode = "error"
+        kubehelp.wait_leader(api, namespace, "web-1", timeout=10)
+        _wait_all_up(core, namespace, count=2)
+        target = ["--kubeconfig", str(control_plane.kubeconfig), "-n", namespace]
+        assert cli.main(["status", *target]) == 0
+        row = next(line for line in capsys.readouterr().out.splitlines() if " web " in f" {line} ")
+        assert "2/3 up" in row
+        assert "(probe_failed)" in row
+        assert cli.main(["explain", "web", *target]) == 0
+        rows = {
+            line.split()[0]: line.split()
+            for line in capsys.readouterr().out.splitlines()
+            if line.startswith("web-")
+        }
+        assert rows["web-0"][5] == "down"
+        assert rows["web-1"][5] == "up"
+        assert "LEADER" in rows["web-1"]

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from zenlead import settings
 
 from tests import helpers
+from zenlead import settings
 
 CONFIG_DOC = (helpers.ROOT / "docs" / "configuration.md").read_text()
 

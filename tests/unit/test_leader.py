@@ -6,6 +6,7 @@ import dataclasses
 from typing import Any
 
 import pytest
+
 from zenlead import leader, model, ports
 from zenlead.svcconfig import ServiceConfig
 

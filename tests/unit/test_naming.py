@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
+
 from zenlead import naming
 
 DNS1035 = re.compile(r"[a-z]([-a-z0-9]*[a-z0-9])?")

@@ -6,6 +6,7 @@ import copy
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
 from zenlead import leader, model, objects, ports
 from zenlead.svcconfig import ServiceConfig
 

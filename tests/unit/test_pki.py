@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import NameOID
+
 from zenlead.testing import pki
 
 if TYPE_CHECKING:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import probes
 import pytest
+
+import probes
 from zenlead import model, probeconfig, probeview, probing
 
 ON = {"zen-lead.io/probe": "http"}

@@ -8,9 +8,8 @@ import sys
 import textwrap
 from typing import TYPE_CHECKING
 
-from zenlead.testing import processes
-
 from tests import helpers
+from zenlead.testing import processes
 
 if TYPE_CHECKING:
     import pathlib

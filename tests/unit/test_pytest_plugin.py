@@ -9,6 +9,7 @@ import tempfile
 import textwrap
 
 import pytest
+
 from zenlead.testing import controlplane, processes
 
 

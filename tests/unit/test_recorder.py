@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 import pytest
+
 from zenlead import metrics, recorder
 
 if TYPE_CHECKING:

@@ -6,6 +6,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
 from zenlead import errors, settings
 
 if TYPE_CHECKING:

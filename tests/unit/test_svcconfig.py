@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from zenlead import svcconfig
 from zenlead.svcconfig import LEADER_SERVICE_NAME, MIN_READY_DURATION, STICKY, Problem
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import anyio
 import pytest
+
 from zenlead.workqueue import WorkQueue
 
 pytestmark = pytest.mark.anyio

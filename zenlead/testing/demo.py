@@ -19,8 +19,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from kubernetes import client
-from probes import testing as fakes
 
+from probes import testing as fakes
 from zenlead import settings
 from zenlead.kube import client as kube_client
 from zenlead.testing import controlplane, netns, pods, running
