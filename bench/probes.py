@@ -4,10 +4,11 @@ Run: ``.venv/bin/python bench/probes.py`` (options: ``--targets 300,1000,3000 --
 
 For each kind (our HTTP prober, the naive httpx baseline, gRPC health Check, TCP ROLE/expect)
 and each target count N, the bench starts N loopback servers on 127.0.0.1, spread over
-``--server-procs`` separate processes (so this process measures only the prober's own CPU), and
-builds one checker per target. Then every target is probed about once a second: each target has
-its own task, a random phase in the first second and +-10 % jitter on every interval, and each
-probe gets the pool's default 500 ms deadline. After ``--warmup`` seconds (connections opened,
+``--server-procs`` separate processes at a lower priority (so this process measures only the
+prober's own CPU, and its lag is its own), and builds one checker per target. Then every
+target is probed about once a second: each target has its own task, a random phase in the first
+second and +-10 % jitter on every interval, and each probe gets the pool's default 500 ms
+deadline. After ``--warmup`` seconds (connections opened,
 channels created) a window of ``--seconds`` is measured:
 
 - CPU per probe: user + system time of this process (``getrusage``, all its threads, so grpc's
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import json
@@ -68,6 +70,7 @@ GOAL_P99_LAG_SECONDS = 0.050
 HTTP_RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 REDIS_ROLE = b"*3\r\n$6\r\nmaster\r\n:0\r\n*0\r\n"
 SERVER_KIND = {"http": "http", "httpx": "http", "grpc": "grpc", "tcp": "tcp"}
+SERVER_NICENESS = 10
 TCP_SPEC = types.TcpSpec(send=b"ROLE\r\n", expect=rb"\$6\r\nmaster\r\n")
 
 
@@ -127,6 +130,9 @@ async def _start_grpc_server(count: int) -> tuple[list[int], Any]:
 async def _serve(kind: str, count: int) -> None:
     """Start `count` servers of `kind`, print their ports, serve until stdin closes."""
     loop = asyncio.get_running_loop()
+    # The servers stand in for pods on other machines: they yield the CPU to the prober, so its
+    # lag shows its own capacity (an overloaded server shows up as timeouts instead).
+    os.nice(SERVER_NICENESS)
     if kind == "grpc":
         ports, keep = await _start_grpc_server(count)
     else:
@@ -248,6 +254,7 @@ class Window:
         self.start, self.end = start, end
         self.lags: list[float] = []
         self.failed = 0
+        self.reasons: collections.Counter[str] = collections.Counter()
         self.cpu: dict[str, float] = {}
         loop = asyncio.get_running_loop()
         loop.call_at(start, self._sample, "start")
@@ -260,7 +267,9 @@ class Window:
         """Count one probe if it started inside the window."""
         if self.start <= started < self.end:
             self.lags.append(started - due)
-            self.failed += not result.ok
+            if not result.ok:
+                self.failed += 1
+                self.reasons[f"{result.failure}: {result.detail[:60]}"] += 1
 
 
 async def pace(checker: _Checker, *, first_due: float, window: Window, rng: random.Random) -> None:
@@ -291,6 +300,7 @@ async def measure(kind: str, checkers: list[Any], *, warmup: float, seconds: flo
     for task in late:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(max(0.0, window.end - loop.time()) + 0.01)  # The "end" CPU sample.
     probes = len(window.lags)
     lags = sorted(window.lags) or [float("nan")]
     return Row(
@@ -301,6 +311,7 @@ async def measure(kind: str, checkers: list[Any], *, warmup: float, seconds: flo
         lag_p50=statistics.median(lags),
         lag_p99=lags[min(len(lags) - 1, int(len(lags) * 0.99))],
         failed=window.failed,
+        note=", ".join(f"{n} x {why}" for why, n in window.reasons.most_common(2)),
     )
 
 
@@ -345,7 +356,8 @@ def render(rows: list[Row], args: argparse.Namespace, loop_name: str) -> str:
             f"Run on {platform.node()} ({os.cpu_count()} cores), Python "
             f"{platform.python_version()}, {loop_name} event loop, {time.strftime('%Y-%m-%d')}; "
             f"`bench/probes.py --targets {args.targets} --seconds {args.seconds:g}` "
-            f"({args.warmup:g} s warm-up, servers in {args.server_procs} other processes)."
+            f"({args.warmup:g} s warm-up; servers in {args.server_procs} other processes, "
+            f"nice {SERVER_NICENESS})."
         ),
         "",
         (
@@ -453,7 +465,7 @@ async def run_all(args: argparse.Namespace) -> list[Row]:
         print(
             f"{kind:>5} {count:>5} targets: {row.achieved:7.0f}/s, "
             f"{row.cpu_per_probe * 1e6:7.0f} us CPU/probe, p99 lag {row.lag_p99 * 1e3:7.1f} ms, "
-            f"{row.failed} failed ({time.monotonic() - began:.0f} s)",
+            f"{row.failed} failed ({time.monotonic() - began:.0f} s) {row.note}",
             flush=True,
         )
     return rows

@@ -77,13 +77,21 @@ def events(core: client.CoreV1Api, namespace: str, *, reason: str, name: str = "
 
 
 def wait_event(
-    core: client.CoreV1Api, namespace: str, *, reason: str, name: str = "web", timeout: float = 15
+    core: client.CoreV1Api,
+    namespace: str,
+    *,
+    reason: str,
+    name: str = "web",
+    contains: str = "",
+    timeout: float = 15,
 ) -> Any:
-    """Wait for an Event with `reason` on Service `name` and return it."""
+    """Wait for an Event with `reason` (and `contains` in its message) on `name`; return it."""
     return helpers.poll(
-        lambda: events(core, namespace, reason=reason, name=name),
+        lambda: [
+            e for e in events(core, namespace, reason=reason, name=name) if contains in e.message
+        ],
         timeout=timeout,
-        what=f"a {reason} Event on {name}",
+        what=f"a {reason} Event on {name} mentioning {contains!r}",
     )[0]
 
 
