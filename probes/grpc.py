@@ -76,6 +76,11 @@ def _channel_credentials() -> Any:
     return grpc.ssl_channel_credentials()
 
 
+def _timeout(budget_seconds: float) -> types.ProbeResult:
+    detail = f"timeout after {round(budget_seconds * 1000)} ms"
+    return types.ProbeResult.fail(types.FailureClass.TIMEOUT, detail)
+
+
 def _status_result(status: int) -> types.ProbeResult:
     """Turn a health status (from Check or Watch) into a result."""
     name = str(_STATUS.Name(status)) if status in _STATUS.values() else f"status {status}"
@@ -115,6 +120,7 @@ class GrpcChecker:
         self._request = health_pb2.HealthCheckRequest(service=spec.service)
         self._channel: Any = None
         self._stub: Any = None
+        self._closed = False
 
     async def check(self, *, deadline: float) -> types.ProbeResult:
         """Call Health/Check once with the time left until `deadline` (loop clock)."""
@@ -128,11 +134,15 @@ class GrpcChecker:
             async with asyncio.timeout_at(deadline):
                 response = await stub.Check(self._request, timeout=budget)
         except TimeoutError:
-            result = types.ProbeResult.fail(
-                types.FailureClass.TIMEOUT, f"timeout after {round(budget * 1000)} ms"
-            )
+            result = _timeout(budget)
         except grpc.aio.AioRpcError as error:
-            result = _error_result(error, service=self._spec.service)
+            # gRPC enforces the same deadline; and our own cancellation at the deadline can
+            # surface as CANCELLED. Both are this probe's timeout.
+            code = error.code()
+            late = code == grpc.StatusCode.DEADLINE_EXCEEDED or (
+                code == grpc.StatusCode.CANCELLED and loop.time() >= deadline
+            )
+            result = _timeout(budget) if late else _error_result(error, service=self._spec.service)
         else:
             result = _status_result(response.status)
         return dataclasses.replace(result, phases=(("check", loop.time() - start),))
@@ -142,17 +152,18 @@ class GrpcChecker:
         if not self._spec.watch:
             return
         backoff = WATCH_BACKOFF_MIN_SECONDS
-        while True:
+        while not self._closed:
             ended, received = await self._watch_once(callback)
-            if ended is None:
-                return  # UNIMPLEMENTED: Check only, and never ask again.
+            if ended is None or self._closed:
+                return  # UNIMPLEMENTED (Check only, never ask again), or closed under us.
             callback(ended)
             backoff = WATCH_BACKOFF_MIN_SECONDS if received else backoff
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, WATCH_BACKOFF_MAX_SECONDS)
 
     async def aclose(self) -> None:
-        """Close the channel, cancelling any RPC still running on it."""
+        """Close the channel, cancelling any RPC still running on it; a watch then returns."""
+        self._closed = True
         channel, self._channel, self._stub = self._channel, None, None
         if channel is not None:
             await channel.close()

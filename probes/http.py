@@ -210,8 +210,10 @@ class HttpChecker:
         phases: _Phases = []
         if deadline <= start:
             return types.ProbeResult.fail(types.FailureClass.TIMEOUT, "timeout after 0 ms")
+        used = False  # Whether this call got to use the connection (and so must drop it).
         try:
             async with asyncio.timeout_at(deadline), self._lock:
+                used = True
                 return await self._exchange(loop, phases)
         except TimeoutError:
             failure, detail = types.FailureClass.TIMEOUT, _timeout_detail(deadline - start)
@@ -222,9 +224,11 @@ class HttpChecker:
         except (OSError, EOFError) as error:
             failure, detail = types.FailureClass.NETWORK, _os_error_detail(error)
         except BaseException:
-            self._drop()  # Cancelled mid-exchange: the reply may still arrive on this socket.
+            if used:
+                self._drop()  # Cancelled mid-exchange: the reply may still arrive on it.
             raise
-        self._drop()
+        if used:
+            self._drop()
         return types.ProbeResult.fail(failure, detail, tuple(phases))
 
     async def watch(self, callback: Callable[[types.ProbeResult], None]) -> None:

@@ -83,7 +83,9 @@ class Controller:
     ) -> None:
         """Run until cancelled; `task_status.started()` fires once the endpoints are bound."""
         s = self.settings
-        api_client = self._api_client or client.connect(s.kubeconfig)
+        api_client = self._api_client or client.connect(
+            s.kubeconfig, pool_size=s.max_concurrent_reconciles + 16
+        )
         kube = api.Api(
             api_client,
             timeout_seconds=s.api_timeout_seconds,

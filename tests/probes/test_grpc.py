@@ -163,6 +163,17 @@ async def test_watch_returns_when_unimplemented(
     assert (await probe(checker)).ok
 
 
+async def test_aclose_ends_a_running_watch(grpc_server: GrpcServer, closing: Any) -> None:
+    """Closing the checker makes a running watch() return instead of reconnecting."""
+    checker, pushed = grpc_checker(grpc_server.port, closing), Pushed()
+    with anyio.fail_after(5):  # The task group ends only once watch() has returned.
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(checker.watch, pushed)
+            await pushed.wait_for(detail_is("SERVING"), within=5)
+            await checker.aclose()
+    assert checker._channel is None
+
+
 async def test_watch_disabled_returns_at_once(grpc_server: GrpcServer, closing: Any) -> None:
     """With spec.watch False, watch() returns without opening a stream."""
     checker = grpc_checker(grpc_server.port, closing, watch=False)

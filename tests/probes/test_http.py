@@ -154,6 +154,23 @@ async def test_cancelled_check_drops_the_connection(
     assert http_server.connections == 2
 
 
+async def test_concurrent_checks_take_turns(
+    http_server: HttpServer, closing: Any, probe: Probe
+) -> None:
+    """Overlapping checks of one checker take turns on its single connection."""
+    checker = checker_for(http_server, closing, "/ok")
+    results: list[types.ProbeResult] = []
+
+    async def one() -> None:
+        results.append(await probe(checker))
+
+    async with anyio.create_task_group() as tasks:
+        for _ in range(3):
+            tasks.start_soon(one)
+    assert [result.ok for result in results] == [True, True, True]
+    assert http_server.connections == 1
+
+
 async def test_past_deadline_times_out_without_connecting(
     http_server: HttpServer, closing: Any
 ) -> None:

@@ -31,14 +31,22 @@ class ServerVersion:
     platform: str
 
 
-def connect(kubeconfig: str | None, *, context: str | None = None) -> Any:
-    """Return an API client from `kubeconfig`, or from the in-cluster config when it is None."""
+def connect(kubeconfig: str | None, *, context: str | None = None, pool_size: int = 32) -> Any:
+    """Return an API client from `kubeconfig`, or from the in-cluster config when it is None.
+
+    `pool_size` keep-alive connections are kept (the client's default is 5 per CPU); workers,
+    Events, the Lease and informers call in parallel, and a full pool would reconnect often.
+    """
     try:
+        cfg = client.Configuration()
         if kubeconfig is None:
-            cfg = client.Configuration()
             config.load_incluster_config(client_configuration=cfg)
-            return client.ApiClient(cfg)
-        return config.new_client_from_config(config_file=kubeconfig, context=context)
+        else:
+            config.load_kube_config(
+                config_file=kubeconfig, context=context, client_configuration=cfg
+            )
+        cfg.connection_pool_maxsize = pool_size
+        return client.ApiClient(cfg)
     except (config_exception.ConfigException, OSError) as exc:
         where = kubeconfig or "in-cluster service account"
         raise errors.ConfigError(f"cannot load Kubernetes config from {where}: {exc}") from exc
