@@ -38,31 +38,17 @@ K8S_READINESS_MAX = 3 * 10 + 1.0  # The hang lands just after a probe: 3 periods
 
 def setup(api: Any, network: fakes.PodNetwork, trials: int) -> list[list[fakes.FakePod]]:
     """Create `trials` Services (HTTP probe on /healthz) with 3 live fake pods each."""
-    core = client.CoreV1Api(api)
-    core.create_namespace({"metadata": {"name": NS}})
+    client.CoreV1Api(api).create_namespace({"metadata": {"name": NS}})
+    annotations = {
+        "zen-lead.io/enabled": "true",
+        "zen-lead.io/probe": "http",
+        "zen-lead.io/probe-path": "/healthz",
+    }
     made = []
     for i in range(trials):
-        name = f"svc-{i:03d}"
-        annotations = {
-            "zen-lead.io/enabled": "true",
-            "zen-lead.io/probe": "http",
-            "zen-lead.io/probe-path": "/healthz",
-        }
-        core.create_namespaced_service(
-            NS,
-            {
-                "metadata": {"name": name, "annotations": annotations},
-                "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]},
-            },
-        )
-        group = []
-        for j in range(3):
-            ip = f"10.244.{i // 80 + 1}.{(i % 80) * 3 + j + 10}"
-            group.append(network.add(ip))
-            pod = f"{name}-{j}"
-            core.create_namespaced_pod(NS, pods.pod_manifest(pod, labels={"app": name}))
-            pods.mark_running(api, NS, pod, ip=ip)
-        made.append(group)
+        ips = [f"10.244.{i // 80 + 1}.{(i % 80) * 3 + j + 10}" for j in range(3)]
+        made.append([network.add(ip) for ip in ips])
+        pods.make_service_with_pods(api, NS, f"svc-{i:03d}", annotations=annotations, ips=ips)
     return made
 
 

@@ -101,23 +101,10 @@ def _core(api: Any) -> Any:
 def _scenario_setup(
     api: Any, network: fakes.PodNetwork, name: str, subnet: int, probe: dict[str, str]
 ) -> list[fakes.FakePod]:
-    core = _core(api)
+    ips = [f"10.244.{subnet}.{10 + i}" for i in range(3)]
+    made = [network.add(ip) for ip in ips]
     annotations = {"zen-lead.io/enabled": "true", "zen-lead.io/probe": "http"} | probe
-    core.create_namespaced_service(
-        NS,
-        {
-            "metadata": {"name": name, "annotations": annotations},
-            "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]},
-        },
-    )
-    made = []
-    for i in range(3):
-        ip = f"10.244.{subnet}.{10 + i}"
-        made.append(network.add(ip))
-        pod = f"{name}-{i}"
-        manifest = pods.pod_manifest(pod, labels={"app": name}, ports={"http": 8080, "grpc": 9090})
-        core.create_namespaced_pod(NS, manifest)
-        pods.mark_running(api, NS, pod, ip=ip)
+    pods.make_service_with_pods(api, NS, name, annotations=annotations, ips=ips)
     return made
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes import client
 
-__all__ = ("mark_running", "pod_manifest")
+__all__ = ("make_service_with_pods", "mark_running", "pod_manifest")
 
 _ALWAYS_TRUE = frozenset({"PodScheduled", "Initialized"})
 
@@ -60,3 +60,29 @@ def mark_running(
         ],
     }
     return client.CoreV1Api(api).patch_namespaced_pod_status(name, namespace, {"status": status})
+
+
+def make_service_with_pods(
+    api: Any,
+    namespace: str,
+    name: str,
+    *,
+    annotations: dict[str, str],
+    ips: list[str],
+) -> None:
+    """Create Service `name` (port 80 -> 8080, selector app=`name`) and one running pod per IP.
+
+    Pods are named ``<name>-0``, ``<name>-1``... in the order of `ips` (so ``-0`` is the
+    oldest) and declare container ports ``http`` 8080 and ``grpc`` 9090.
+    """
+    core: Any = client.CoreV1Api(api)  # Plain dict bodies are accepted at run time.
+    body = {
+        "metadata": {"name": name, "annotations": annotations},
+        "spec": {"selector": {"app": name}, "ports": [{"port": 80, "targetPort": 8080}]},
+    }
+    core.create_namespaced_service(namespace, body)
+    for i, ip in enumerate(ips):
+        pod = f"{name}-{i}"
+        manifest = pod_manifest(pod, labels={"app": name}, ports={"http": 8080, "grpc": 9090})
+        core.create_namespaced_pod(namespace, manifest)
+        mark_running(api, namespace, pod, ip=ip)
