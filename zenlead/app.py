@@ -67,7 +67,16 @@ class Controller:
         self.metrics = metrics.Metrics()
         self._api_client = api_client
         self.identity = f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
-        self.cache = mapping.Cache(store.Store(_key), store.Store(_key), store.Store(_key))
+        lookup = self.metrics.cache_lookup
+        self.cache = mapping.Cache(
+            store.Store(_key, on_lookup=functools.partial(lookup, "services")),
+            store.Store(_key, on_lookup=functools.partial(lookup, "pods")),
+            store.Store(_key, on_lookup=functools.partial(lookup, "endpointslices")),
+        )
+        self.metrics.watch_store("services", self.cache.services)
+        self.metrics.watch_store("pods", self.cache.pods)
+        self.metrics.watch_store("endpointslices", self.cache.slices)
+        self.metrics.cache_limit.set(settings.max_cache_size_per_namespace)
         self.failures = mapping.FailureClock()
         self.informers: list[informers.Informer[Any]] = []
         self.elector: election.Elector | None = None
@@ -298,6 +307,7 @@ class Controller:
             result = "error"
             kind = type(exc).__name__ if isinstance(exc, errors.ZenleadError) else "internal"
             delay = work.add_rate_limited(key)
+            self.metrics.retries.labels(key.namespace).inc()
             log.warning(
                 "reconcile %s failed (%s), retrying in %.2fs",
                 key,

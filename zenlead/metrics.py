@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import prometheus_client
 from prometheus_client import core as prom_core
@@ -70,6 +70,48 @@ class _LeaderClock:
             age.add_metric([namespace, service], max(0.0, now - lead.pod_created))
         yield duration
         yield age
+
+
+class SizedStore(Protocol):
+    """What the cache collector needs of a store (`zenlead.kube.store.Store` has it)."""
+
+    def namespaces(self) -> list[str]:
+        """Return the namespaces holding objects."""
+
+    def count(self, namespace: str | None = None) -> int:
+        """Return how many objects `namespace` holds."""
+
+
+class _CacheCollector:
+    """Store sizes per namespace and hit ratios, computed at scrape time."""
+
+    def __init__(self, lookups: prometheus_client.Counter) -> None:
+        self.stores: dict[str, SizedStore] = {}
+        self.lookups = lookups
+        self.hits: dict[str, list[int]] = {}
+
+    def describe(self) -> list[prom_core.Metric]:
+        return []
+
+    def collect(self) -> Iterator[prom_core.Metric]:
+        sizes = prom_core.GaugeMetricFamily(
+            "zen_lead_store_objects",
+            "Objects held in the informer cache, per resource and namespace.",
+            labels=["resource", "namespace"],
+        )
+        for resource, store in self.stores.items():
+            for namespace in store.namespaces():
+                sizes.add_metric([resource, namespace], store.count(namespace))
+        yield sizes
+        ratio = prom_core.GaugeMetricFamily(
+            "zen_lead_cache_hit_ratio",
+            "Share of cache lookups that found the object, since start.",
+            labels=["resource"],
+        )
+        for resource, (hit, miss) in list(self.hits.items()):
+            if hit + miss:
+                ratio.add_metric([resource], hit / (hit + miss))
+        yield ratio
 
 
 class Metrics:
@@ -203,6 +245,27 @@ class Metrics:
             "zen_lead_build_info", "Build information.", ["version"], registry=reg
         )
         build.labels(zenlead.__version__).set(1)
+        self.cache_limit = prometheus_client.Gauge(
+            "zen_lead_cache_limit",
+            "Configured --max-cache-size-per-namespace (opted-in Services per namespace).",
+            registry=reg,
+        )
+        self.cache_lookups = prometheus_client.Counter(
+            "zen_lead_cache_lookups",
+            "Informer-cache lookups by resource and result (hit, miss).",
+            ["resource", "result"],
+            registry=reg,
+        )
+        self.retries = prometheus_client.Counter(
+            "zen_lead_reconcile_retries",
+            "Reconciles scheduled again after a failure (one per retry, never per attempt).",
+            ["namespace"],
+            registry=reg,
+        )
+        self._cache = _CacheCollector(self.cache_lookups)
+        reg.register(self._cache)
+        prometheus_client.ProcessCollector(registry=reg)
+        prometheus_client.PlatformCollector(registry=reg)
         self._leaders = _LeaderClock()
         reg.register(self._leaders)
         self._seen: dict[tuple[str, str], set[tuple[object, tuple[str, ...]]]] = {}
@@ -212,6 +275,16 @@ class Metrics:
     ) -> None:
         """Record one API call (the `kube.api.CallObserver` protocol)."""
         self.api_calls.labels(f"{operation}_{resource}", result).observe(seconds)
+
+    def watch_store(self, resource: str, store: SizedStore) -> None:
+        """Report `store`'s size per namespace as ``zen_lead_store_objects``."""
+        self._cache.stores[resource] = store
+
+    def cache_lookup(self, resource: str, hit: bool) -> None:  # noqa: FBT001 - a callback.
+        """Count one cache lookup of `resource`."""
+        self.cache_lookups.labels(resource, "hit" if hit else "miss").inc()
+        counts = self._cache.hits.setdefault(resource, [0, 0])
+        counts[0 if hit else 1] += 1
 
     def track(self, metric: object, *labels: str) -> None:
         """Remember that a per-Service series exists, so `forget_service` can remove it."""

@@ -218,7 +218,9 @@ class Reconciler:
             for s in self.cache.services.values(meta["namespace"])
             if mapping.is_source(s)
         )
-        self.metrics.cache_size.labels(meta["namespace"]).set(min(len(sources), self.max_services))
+        managed = min(len(sources), self.max_services)
+        self.metrics.cache_size.labels(meta["namespace"]).set(managed)
+        self.metrics.managed_services.labels(meta["namespace"]).set(managed)
         rank = sources.index((meta.get("creationTimestamp", ""), meta["name"]))
         if rank < self.max_services:
             return True

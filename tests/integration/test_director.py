@@ -205,6 +205,58 @@ class TestFailover:
         kubehelp.wait_leader(api, namespace, "web-0")
 
 
+class TestObservability:
+    """API-call and cache metrics move during a real failover."""
+
+    def test_api_and_cache_metrics_during_failover(
+        self,
+        core: client.CoreV1Api,
+        api: Any,
+        namespace: str,
+        three_pods: list[str],
+        start_controller: Start,
+    ) -> None:
+        """A failover adds an EndpointSlice patch, cache hits, and shrinks the pod store."""
+        kubehelp.make_service(core, namespace)
+        ctl = start_controller()
+        kubehelp.wait_leader(api, namespace, "web-0")
+        patch = {"operation": "patch_endpointslices", "result": "success"}
+        text = ctl.scrape()
+        patches = kubehelp.metric(text, "zen_lead_api_call_duration_seconds_count", **patch) or 0
+        hits = kubehelp.metric(
+            text, "zen_lead_cache_lookups_total", resource="services", result="hit"
+        )
+        pods_before = kubehelp.metric(
+            text, "zen_lead_store_objects", resource="pods", namespace=namespace
+        )
+        assert pods_before == 3
+        assert kubehelp.metric(text, "zen_lead_cache_limit") == 1000
+        core.delete_namespaced_pod("web-0", namespace, grace_period_seconds=0)
+        kubehelp.wait_leader(api, namespace, "web-1")
+        kubehelp.wait_metric(
+            ctl.scrape, "zen_lead_api_call_duration_seconds_count", at_least=patches + 1, **patch
+        )
+        after = ctl.scrape()
+        hits_after = kubehelp.metric(
+            after, "zen_lead_cache_lookups_total", resource="services", result="hit"
+        )
+        assert hits is not None
+        assert hits_after is not None
+        assert hits_after > hits
+        assert kubehelp.metric(after, "zen_lead_cache_hit_ratio", resource="services") > 0
+        helpers.poll(
+            lambda: (
+                kubehelp.metric(
+                    ctl.scrape(), "zen_lead_store_objects", resource="pods", namespace=namespace
+                )
+                == 2
+            ),
+            timeout=15,
+            what="the pod store to drop the deleted pod",
+        )
+        assert kubehelp.metric(after, "process_start_time_seconds") is not None
+
+
 class TestNoLeader:
     """Without a qualifying pod the slice is valid and empty, with a Warning."""
 

@@ -22,16 +22,28 @@ T = TypeVar("T")
 class Store(Generic[T]):
     """Objects keyed by (namespace, name), with per-namespace listing."""
 
-    def __init__(self, key: Callable[[T], tuple[str, str]]) -> None:
-        """Create an empty store; `key` extracts (namespace, name) from an object."""
+    def __init__(
+        self,
+        key: Callable[[T], tuple[str, str]],
+        *,
+        on_lookup: Callable[[bool], None] | None = None,
+    ) -> None:
+        """Create an empty store; `key` extracts (namespace, name) from an object.
+
+        `on_lookup(hit)` (optional) hears about every `get`, for cache hit/miss metrics.
+        """
         self._key = key
         self._lock = threading.Lock()
         self._by_ns: dict[str, dict[str, T]] = {}
+        self._on_lookup = on_lookup
 
     def get(self, namespace: str, name: str) -> T | None:
         """Return the object, or None."""
         with self._lock:
-            return self._by_ns.get(namespace, {}).get(name)
+            found = self._by_ns.get(namespace, {}).get(name)
+        if self._on_lookup is not None:
+            self._on_lookup(found is not None)
+        return found
 
     def values(self, namespace: str | None = None) -> list[T]:
         """Return the objects of `namespace` (all namespaces when None)."""
