@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml constraints.txt
 	  { echo "zen-lead needs Python >= 3.11 (found: $$($(PYTHON) -V 2>&1)); set PYTHON=..." >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,dev]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,dev,otel]'
 	touch $@
 
 ## controlplane: build (or reuse) etcd, kube-apiserver, kube-proxy, kubectl and helm.

@@ -33,6 +33,7 @@ from zenlead import (
     reconciler,
     recorder,
     server,
+    tracing,
     workqueue,
 )
 from zenlead.kube import api, client, informers, store
@@ -78,6 +79,7 @@ class Controller:
         self.metrics.watch_store("endpointslices", self.cache.slices)
         self.metrics.cache_limit.set(settings.max_cache_size_per_namespace)
         self.failures = mapping.FailureClock()
+        self.triggers: dict[model.ServiceKey, tracing.Trigger] = {}
         self.informers: list[informers.Informer[Any]] = []
         self.elector: election.Elector | None = None
         self.metrics_port = 0
@@ -105,7 +107,10 @@ class Controller:
         work: workqueue.WorkQueue[model.ServiceKey] = workqueue.WorkQueue()
         token = anyio.lowlevel.current_token()
 
-        def enqueue(key: model.ServiceKey) -> None:
+        def enqueue(key: model.ServiceKey, kind: str) -> None:
+            # The first event that queues a key names the work (its correlation id and trace).
+            if key not in self.triggers:
+                self.triggers[key] = tracing.trigger(kind, key=str(key))
             try:
                 anyio.from_thread.run_sync(work.add, key, token=token)
             except RuntimeError:
@@ -177,6 +182,8 @@ class Controller:
                 )
             elif new.state == probing.UP:
                 self.failures.recovered(key, pod_uid=uid, probe=True)
+        if key not in self.triggers:
+            self.triggers[key] = tracing.trigger("probe", key=str(key), state=new.state)
         work.add(key)
 
     def _informers(self, kube: api.Api, mapper: mapping.Mapper) -> list[informers.Informer[Any]]:
@@ -301,8 +308,13 @@ class Controller:
         labels = (key.namespace, key.name)
         start = anyio.current_time()
         result = "success"
+        trig = self.triggers.pop(key, None)
         try:
-            requeue = await rec.reconcile(key)
+            with (
+                tracing.bound(trig),
+                tracing.span("reconcile", parent=trig.context if trig else None, key=str(key)),
+            ):
+                requeue = await rec.reconcile(key)
         except Exception as exc:
             result = "error"
             kind = type(exc).__name__ if isinstance(exc, errors.ZenleadError) else "internal"

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, NoReturn
 import anyio
 
 import zenlead
-from zenlead import describe, errors, logs, settings
+from zenlead import describe, errors, logs, settings, tracing
 from zenlead.kube import api as kube_api
 from zenlead.kube import client as kube_client
 from zenlead.testing import assets, controlplane
@@ -191,6 +191,12 @@ def _demo(_args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     config = settings.load(vars(args), os.environ, config_path=args.config)
     logs.configure(level=config.log_level, fmt=config.log_format)
+    try:
+        tracing.configure(
+            sample_ratio=config.trace_sample_ratio, otlp_endpoint=config.otlp_endpoint
+        )
+    except ImportError as exc:
+        raise errors.ConfigError(f"trace_sample_ratio: {exc}") from exc
     from zenlead import app  # noqa: PLC0415 - keep `--help` fast; the controller is heavy.
 
     async def main() -> None:

@@ -125,9 +125,9 @@ class Mapper:
         self,
         cache: Cache,
         failures: FailureClock,
-        enqueue: Callable[[model.ServiceKey], None],
+        enqueue: Callable[[model.ServiceKey, str], None],
     ) -> None:
-        """Read `cache`, record into `failures`, and pass affected keys to `enqueue`."""
+        """Read `cache`, record into `failures`, and pass affected keys to `enqueue(key, kind)`."""
         self._cache = cache
         self._failures = failures
         self._enqueue = enqueue
@@ -142,14 +142,14 @@ class Mapper:
         meta = obj.get("metadata") or {}
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
         if any(o is not None and is_source(o) for o in (old, new)):
-            self._enqueue(model.ServiceKey(namespace, name))
+            self._enqueue(model.ServiceKey(namespace, name), "service")
         source = (meta.get("labels") or {}).get(model.LABEL_SOURCE)
         if source:
-            self._enqueue(model.ServiceKey(namespace, source))
+            self._enqueue(model.ServiceKey(namespace, source), "service")
         # A Service whose name a source wants for its leader: a conflict that may have cleared.
         for svc in self._cache.services.values(namespace):
             if is_source(svc) and _leader_name(svc) == name:
-                self._enqueue(model.ServiceKey(namespace, svc["metadata"]["name"]))
+                self._enqueue(model.ServiceKey(namespace, svc["metadata"]["name"]), "service")
 
     def before_pod(self, old: model.Pod | None, new: model.Pod | None, seen_at: float) -> None:
         """Note a leader failing or recovering, before the cache shows the change to anyone."""
@@ -166,7 +166,7 @@ class Mapper:
             if not is_source(svc):
                 continue
             if any(p is not None and selects(svc, p.labels) for p in (old, new)):
-                self._enqueue(model.ServiceKey(pod.namespace, svc["metadata"]["name"]))
+                self._enqueue(model.ServiceKey(pod.namespace, svc["metadata"]["name"]), "pod")
 
     def on_slice(
         self, old: dict[str, Any] | None, new: dict[str, Any] | None, _seen_at: float
@@ -178,7 +178,7 @@ class Mapper:
         meta = obj.get("metadata") or {}
         source = (meta.get("labels") or {}).get(model.LABEL_SOURCE)
         if source:
-            self._enqueue(model.ServiceKey(meta.get("namespace", ""), source))
+            self._enqueue(model.ServiceKey(meta.get("namespace", ""), source), "endpointslice")
 
     def _note_leader_state(self, pod: model.Pod, reason: str | None, seen_at: float) -> None:
         """Open (or, when `reason` is None, close) the failure of each Service `pod` leads."""

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 import probes
+from zenlead import tracing
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -197,7 +198,10 @@ class Pool:
     async def _probe_once(self, entry: _Entry, checker: probes.Checker) -> None:
         async with self._limiter:
             start = anyio.current_time()
-            result = await checker.check(deadline=start + entry.config.timeout_seconds)
+            with tracing.span(f"probe {entry.config.kind}", target=entry.target.ip) as span:
+                result = await checker.check(deadline=start + entry.config.timeout_seconds)
+                if span is not None:
+                    span.set_attribute("zenlead.result", str(result.failure or "success"))
             elapsed = anyio.current_time() - start
         outcome = "success" if result.ok else str(result.failure)
         self._metrics.probes.labels(entry.config.kind, outcome).inc()

@@ -19,7 +19,17 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from zenlead import errors, leader, mapping, model, objects, probeconfig, probeview, svcconfig
+from zenlead import (
+    errors,
+    leader,
+    mapping,
+    model,
+    objects,
+    probeconfig,
+    probeview,
+    svcconfig,
+    tracing,
+)
 from zenlead.kube import api
 
 if TYPE_CHECKING:
@@ -98,22 +108,32 @@ class Reconciler:
             )
             return None
         await self._remove_stale(key, keep=config.leader_service_name)
-        pods = [
-            p for p in self.cache.pods.values(key.namespace) if mapping.selects(source, p.labels)
-        ]
-        slice_obj = self._our_slice(key, config.leader_service_name)
+        with tracing.span("cache.read", namespace=key.namespace):
+            pods = [
+                p
+                for p in self.cache.pods.values(key.namespace)
+                if mapping.selects(source, p.labels)
+            ]
+            slice_obj = self._our_slice(key, config.leader_service_name)
         current_uid = objects.leader_uid_of(slice_obj)
         probe = self._probe_view(key, source, pods, current_uid)
-        decision = leader.decide(
-            pods,
-            current_uid=current_uid,
-            config=config,
-            source_ports=source["spec"].get("ports") or [],
-            now=self.wall_clock(),
-            unhealthy=probe.unhealthy if probe else None,
-            probe_up=probe.up if probe else None,
-            panic=probe.panic if probe else False,
-        )
+        with tracing.span("leader.decide") as span:
+            decision = leader.decide(
+                pods,
+                current_uid=current_uid,
+                config=config,
+                source_ports=source["spec"].get("ports") or [],
+                now=self.wall_clock(),
+                unhealthy=probe.unhealthy if probe else None,
+                probe_up=probe.up if probe else None,
+                panic=probe.panic if probe else False,
+            )
+            if span is not None:
+                span.set_attribute(
+                    "zenlead.leader", decision.leader.name if decision.leader else ""
+                )
+                span.set_attribute("zenlead.changed", decision.changed)
+                span.set_attribute("zenlead.cause", decision.cause or "")
         extra = self._after_probe(key, source, pods, decision, probe)
         if existing is None:
             history = {objects.ANN_LAST_SWITCH: _now_rfc3339()} if decision.leader else {}

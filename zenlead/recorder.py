@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from zenlead import errors
+from zenlead import errors, tracing
 from zenlead.kube import api
 
 if TYPE_CHECKING:
@@ -31,6 +31,9 @@ __all__ = ("COMPONENT", "Recorder")
 
 COMPONENT = "zen-lead-controller"
 """Event source component (upstream value)."""
+
+CORRELATION_ANNOTATION = "zen-lead.io/correlation-id"
+"""Annotation on each Event naming the work that emitted it (also in logs and spans)."""
 
 log = logging.getLogger(__name__)
 
@@ -99,8 +102,12 @@ class Recorder:
         if not self._allow(key, reason, message):
             self._metrics.events_dropped.labels(reason).inc()
             return
+        body = _event(meta, kind, reason, message, self._instance)
+        cid = tracing.correlation_id()
+        if cid:
+            body["metadata"]["annotations"] = {CORRELATION_ANNOTATION: cid}
         try:
-            self._send.send_nowait(_event(meta, kind, reason, message, self._instance))
+            self._send.send_nowait(body)
         except (anyio.WouldBlock, anyio.ClosedResourceError):
             self._metrics.events_dropped.labels(reason).inc()
 

@@ -161,6 +161,19 @@ FIELDS: tuple[Field, ...] = (
         "Lease acquire/renew interval (0.1-60)",
         _between(0.1, 60),
     ),
+    Field(
+        "trace_sample_ratio",
+        float,
+        0.0,
+        "share of traces recorded, 0-1; 0 turns tracing off (needs the otel extra)",
+        _between(0, 1),
+    ),
+    Field(
+        "otlp_endpoint",
+        str,
+        None,
+        "OTLP/HTTP traces endpoint, e.g. http://collector:4318/v1/traces",
+    ),
     Field("log_format", str, "text", "text or json", _one_of("text", "json")),
     Field(
         "log_level",
@@ -192,6 +205,8 @@ class Settings:
     lease_duration_seconds: float = 15.0
     renew_deadline_seconds: float = 10.0
     retry_period_seconds: float = 2.0
+    trace_sample_ratio: float = 0.0
+    otlp_endpoint: str | None = None
     log_format: str = "text"
     log_level: str = "info"
 

@@ -19,7 +19,7 @@ import urllib3
 from kubernetes import client
 from kubernetes.client import exceptions as kube_exceptions
 
-from zenlead import errors
+from zenlead import errors, tracing
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -285,11 +285,12 @@ class Api:
         start = time.monotonic()
         result = "success"
         try:
-            return method(
-                **kwargs,
-                _preload_content=False,
-                _request_timeout=timeout or self.timeout_seconds,
-            )
+            with tracing.span(f"api {operation} {res.plural}", namespace=namespace):
+                return method(
+                    **kwargs,
+                    _preload_content=False,
+                    _request_timeout=timeout or self.timeout_seconds,
+                )
         except kube_exceptions.ApiException as exc:
             error = _translate(exc, f"{operation} {res.plural}")
             result = type(error).__name__.removesuffix("Error").lower()
