@@ -16,10 +16,11 @@ sending a closing command after the query (``ROLE\r\nQUIT\r\n``) makes the verdi
 A peer that closes before sending a single byte has not answered at all: that is ``NETWORK``
 ("connection closed before reply"), like a reset or a refused connect, not a negative answer.
 
-Unlike HTTP, each check opens a fresh connection and closes it afterwards. Synthetic checks such
-as Redis ``ROLE`` are cheap, stateless request/reply exchanges, and many TCP services (and
-proxies in front of them) close idle clients or expect one exchange per connection, so keeping a
-connection would buy little and make every check depend on the previous one's leftovers.
+Unlike HTTP, each check opens a fresh connection and closes it afterwards (with a reset, which
+leaves no TIME_WAIT socket per check behind). Synthetic checks such as Redis ``ROLE`` are cheap,
+stateless request/reply exchanges, and many TCP services (and proxies in front of them) close
+idle clients or expect one exchange per connection, so keeping a connection would buy little and
+make every check depend on the previous one's leftovers.
 
 Phases reported: ``connect`` and ``exchange`` (send plus reading until the verdict).
 """
@@ -28,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+import socket
+import struct
 from typing import TYPE_CHECKING
 
 from probes import types
@@ -112,8 +115,7 @@ class TcpChecker:
             detail = await self._exchange(reader, writer, reply)
         finally:
             phases.append(("exchange", loop.time() - started))
-            # Abort, not close: the check is over and unread reply bytes are of no interest.
-            writer.transport.abort()
+            _reset(writer)
         return types.ProbeResult.success(detail, tuple(phases))
 
     async def _exchange(
@@ -142,6 +144,23 @@ def _show(data: bytes | bytearray) -> str:
     """Render reply bytes briefly for a result detail."""
     text = repr(bytes(data[:_SHOWN_BYTES]))
     return text + "..." if len(data) > _SHOWN_BYTES else text
+
+
+_LINGER_OFF = struct.pack("ii", 1, 0)
+"""SO_LINGER on with a zero timeout: close() sends RST and leaves no TIME_WAIT behind."""
+
+
+def _reset(writer: asyncio.StreamWriter) -> None:
+    """End the check's connection at once with a reset, as HAProxy's checks do.
+
+    The prober closes first, so a normal close would leave each check's socket in TIME_WAIT
+    for a minute on our side: about 180,000 of them at 3,000 targets a second, beyond the
+    kernel's default TIME_WAIT bucket limit. The exchange is complete, so a reset loses nothing.
+    """
+    sock = writer.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_OFF)
+    writer.transport.abort()
 
 
 def _not_matched(reply: bytearray) -> str:

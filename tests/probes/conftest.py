@@ -553,7 +553,7 @@ def refused_port() -> int:
 
 # --- Running checks ---------------------------------------------------------------------------
 
-LATE_SLACK_SECONDS = 0.05
+LATE_SLACK_SECONDS = 0.1
 """How long after its deadline a check may return (loop scheduling, not probe work)."""
 
 
