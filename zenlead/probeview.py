@@ -33,7 +33,9 @@ class ProbeView:
 
     Attributes:
         unhealthy: Pod UID -> why its probe is down.
-        up: UIDs of pods whose probe passes.
+        up: UIDs of pods whose probe passes (while the leader fails: passed since it began
+            failing, so a failover never trusts a verdict older than the failure).
+        stale: Pods that passed, but not since the leader began failing: probe them again.
         panic: Too many pods are down at once; keep the leader.
         states: Pod name -> ``up``, ``down`` or ``unknown``, for the leader Service annotation.
         down_count: Pods down.
@@ -44,6 +46,7 @@ class ProbeView:
     unhealthy: dict[str, str]
     up: set[str]
     panic: bool
+    stale: set[str]
     states: dict[str, str]
     down_count: int
     probed_count: int
@@ -118,6 +121,11 @@ def view(
     down |= {uid: why for uid, why in wanted.items() if isinstance(why, str)}
     up = {uid for uid, h in current.items() if h.state == probing.UP}
     probed = len(down) + len(up)
+    failing_since = _leader_failing_since(current, wanted)
+    stale = set()
+    if failing_since is not None:
+        stale = {uid for uid in up if (current[uid].last_ok_at or 0.0) < failing_since}
+        up -= stale
     since = now - config.panic_window_seconds
     firsts = [current[uid].first_failure_at for uid in down if uid in current]
     together = sum(1 for first in firsts if first is not None and first >= since)
@@ -128,4 +136,15 @@ def view(
         for uid in wanted
         if uid in names
     }
-    return ProbeView(down, up, panic, states, len(down), probed)
+    return ProbeView(down, up, panic, stale, states, len(down), probed)
+
+
+def _leader_failing_since(
+    current: Mapping[str, probing.Health], wanted: Mapping[str, probing.ProbeTarget | str]
+) -> float | None:
+    """Return when the leader's current failure streak began, if it is failing."""
+    for uid, health in current.items():
+        target = wanted.get(uid)
+        if isinstance(target, probing.ProbeTarget) and target.leader and health.failures:
+            return health.first_failure_at
+    return None

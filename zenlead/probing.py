@@ -65,6 +65,7 @@ class Health:
         first_failure_at: Monotonic time the first failed probe of the current streak ended
             (the first evidence of failure), or None.
         detail: Text of the last result.
+        last_ok_at: Monotonic time the last passing probe ended, or None.
 
     """
 
@@ -73,6 +74,7 @@ class Health:
     successes: int = 0
     first_failure_at: float | None = None
     detail: str = "not probed yet"
+    last_ok_at: float | None = None
 
 
 def judge(
@@ -82,13 +84,13 @@ def judge(
     if result.ok:
         successes = health.successes + 1
         up = health.state != DOWN or successes >= config.rise
-        return Health(UP if up else DOWN, 0, successes, None, result.detail or "ok")
+        return Health(UP if up else DOWN, 0, successes, None, result.detail or "ok", at)
     failures = health.failures + 1
     first = health.first_failure_at if health.first_failure_at is not None else at
     down = result.failure in _IMMEDIATE or failures >= config.fall
     state = DOWN if down else health.state
     detail = f"{result.failure}: {result.detail}" if result.failure else result.detail
-    return Health(state, failures, 0, first, detail)
+    return Health(state, failures, 0, first, detail, health.last_ok_at)
 
 
 @dataclasses.dataclass
@@ -100,6 +102,7 @@ class _Entry:
     health: Health = dataclasses.field(default_factory=Health)
     scope: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
     wake: anyio.Event = dataclasses.field(default_factory=anyio.Event)
+    notify: bool = False  # Report the next result even if the verdict stays the same.
 
 
 class Pool:
@@ -161,6 +164,18 @@ class Pool:
                 self._tg.start_soon(self._loop, entry)
         self._metrics.probe_targets.set(sum(len(v) for v in self._entries.values()))
 
+    def refresh(self, key: model.ServiceKey, uids: set[str]) -> None:
+        """Probe `uids` of `key` now and report their next result even if unchanged.
+
+        Used before a failover: a candidate must have passed a probe *after* the leader
+        started failing, so correlated failures (our own network) are seen before acting.
+        """
+        for uid in uids:
+            entry = self._entries.get(key, {}).get(uid)
+            if entry is not None and not entry.notify:
+                entry.notify = True
+                entry.wake.set()
+
     def forget(self, key: model.ServiceKey) -> None:
         """Stop probing every pod of `key`."""
         for entry in self._entries.pop(key, {}).values():
@@ -221,7 +236,13 @@ class Pool:
                 entry.target.ip,
                 entry.health.detail,
             )
-        if entry.health.state != old.state:
+        notify = entry.notify and not pushed
+        if notify:
+            entry.notify = False
+        # A leader's first failure is reported too, so candidates get re-probed right away.
+        notify = notify or (entry.target.leader and not result.ok and old.failures == 0)
+        changed = entry.health.state != old.state
+        if changed:
             log.info(
                 "probe %s %s/%s: %s -> %s (%s)",
                 entry.config.kind,
@@ -231,6 +252,7 @@ class Pool:
                 entry.health.state,
                 entry.health.detail,
             )
+        if changed or notify:
             self._on_change(entry.key, entry.uid, old, entry.health)
 
     def _interval(self, entry: _Entry) -> float:

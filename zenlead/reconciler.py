@@ -170,7 +170,10 @@ class Reconciler:
             pods, config=cfg, source_ports=source["spec"].get("ports") or [], leader_uid=current_uid
         )
         self.pool.ensure(key, cfg, probeview.probed(wanted))
-        return probeview.view(pods, self.pool.health(key), wanted, cfg, now=self.monotonic())
+        view = probeview.view(pods, self.pool.health(key), wanted, cfg, now=self.monotonic())
+        if view.stale:
+            self.pool.refresh(key, view.stale)
+        return view
 
     def _after_probe(
         self,
