@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test,dev,otel]'
 	touch $@
 
-## controlplane: build (or reuse) etcd, kube-apiserver, kube-proxy, kubectl and helm.
+## controlplane: build (or reuse) etcd, kube-apiserver, kube-proxy, kubectl, helm and promtool.
 controlplane:
 	bash tests/controlplane/build.sh >/dev/null
 

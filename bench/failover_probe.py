@@ -116,6 +116,9 @@ def run_trials(
     cpu0 = common.cpu_seconds(pid)
     for i, group in enumerate(groups):
         results.append(trial(api, watcher, group, f"svc-{i:03d}", port))
+        hang, own, decision = results[-1]
+        print(f"trial {i:3d}: hang->switched {hang * 1000:6.0f} ms, own {own * 1000:5.0f} ms, "
+              f"decision {decision * 1000:5.0f} ms", flush=True)  # fmt: skip
     return results, (common.cpu_seconds(pid) - cpu0) / max(len(groups), 1)
 
 

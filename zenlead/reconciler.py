@@ -147,6 +147,11 @@ class Reconciler:
                 key, source, decision, self.monotonic(), pods_seen=len(pods)
             )
             await self._ensure_service(source, config, decision, existing, history, extra)
+        if probe is not None and probe.panic and key in self.probe_configs:
+            # Panic holds the leader; look again when the window has passed, even if no pod,
+            # Service or probe verdict changes meanwhile.
+            window = self.probe_configs[key].panic_window_seconds
+            return min(window, decision.requeue_after or window)
         return decision.requeue_after
 
     # Probing ---------------------------------------------------------------------------------
@@ -215,6 +220,8 @@ class Reconciler:
             self.pool.forget(key)
         self.probe_configs.pop(key, None)
         self.panicking.discard(key)
+        with contextlib.suppress(KeyError):  # No probe, no panic series: it must not linger.
+            self.metrics.probe_panic.remove(key.namespace, key.name)
 
     def _supported(self, source: Mapping[str, Any]) -> bool:
         spec = source.get("spec") or {}
@@ -383,6 +390,12 @@ class Reconciler:
         removed = await self._remove_stale(key, keep=None)
         self._forget_probes(key)
         self.metrics.forget_service(key)
+        remaining = sum(
+            1 for s in self.cache.services.values(key.namespace) if mapping.is_source(s)
+        )
+        managed = min(remaining, self.max_services)
+        self.metrics.cache_size.labels(key.namespace).set(managed)
+        self.metrics.managed_services.labels(key.namespace).set(managed)
         self.failures.pop(key)
         if source is None:
             self.events.forget(key.namespace, key.name)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds (or reuses) the binaries the tests run: etcd, kube-apiserver, kube-proxy, kubectl, helm.
+# Builds (or reuses) the binaries the tests run: etcd, kube-apiserver, kube-proxy, kubectl, helm,
+# promtool.
 #
 # Each Go module under tests/controlplane/ is built into a cache directory outside the repo,
 # keyed by its pinned versions, the Go version and a hash of its go.mod/go.sum and this script,
@@ -10,7 +11,8 @@
 # Env:   ZEN_LEAD_CACHE_DIR   cache root (default: ${XDG_CACHE_HOME:-$HOME/.cache}/zen-lead)
 #        ZEN_LEAD_ASSETS / KUBEBUILDER_ASSETS   a directory that already holds etcd and
 #                             kube-apiserver: the control-plane build is skipped and only what
-#                             that directory lacks (kubectl, kube-proxy, helm) is built.
+#                             that directory lacks (kubectl, kube-proxy, helm, promtool) is
+#                             built.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -36,8 +38,9 @@ key() {
 }
 
 # build_module DIR LABEL -- GO_BUILD_ARGS... : runs each go build in DIR unless its output exists.
+# GO_TAGS (optional, set for the call) is passed to every go build of that module as -tags.
 build_module() {
-  local dir=$1 label=$2 out
+  local dir=$1 label=$2 tags=${GO_TAGS:-} out
   shift 3
   out="$cache/$(key "$dir" "$label")"
   if [ -f "$out/.complete" ]; then
@@ -50,7 +53,7 @@ build_module() {
   local logf="$cache/build-$label.log"
   (
     cd "$dir"
-    export CGO_ENABLED=0 GOFLAGS=-buildvcs=false
+    export CGO_ENABLED=0 GOFLAGS="-buildvcs=false${tags:+ -tags=$tags}"
     while [ $# -gt 0 ]; do
       # Each step is "OUTPUT PACKAGE LDFLAGS", separated by "--".
       local o=$1 p=$2 l=$3
@@ -81,6 +84,20 @@ helm_ldflags() {
 -X $h/pkg/chartutil.k8sVersionMajor=$K8S_MAJOR -X $h/pkg/chartutil.k8sVersionMinor=$K8S_MINOR"
 }
 
+# promtool prints these with --version (prometheus/common/version); the proxy does not tell the
+# release's git revision, so the revision names the module version it was built from.
+promtool_ldflags() {
+  local v=github.com/prometheus/common/version
+  printf '%s' "-X $v.Version=${PROMETHEUS_VERSION#v} -X $v.Revision=$PROMETHEUS_MODULE_VERSION \
+-X $v.Branch=HEAD -X $v.BuildUser=zen-lead@build.sh -X $v.BuildDate=$build_date"
+}
+
+# require_pin DIR MODULE VERSION: the module's go.mod must require what versions.env says.
+require_pin() {
+  grep -Eq "^[[:space:]]*$2 $3( |\$)" "$1/go.mod" ||
+    fail "$1/go.mod does not require $2 $3 (versions.env); run go get + go mod tidy there" "-"
+}
+
 mkdir -p "$cache"
 command -v go >/dev/null || fail "go is not installed (need Go >= 1.26)" "-"
 kl=$(kube_ldflags)
@@ -104,6 +121,15 @@ else
 fi
 dirs+=("$(build_module "$here/helm" "helm-$HELM_VERSION" -- \
   helm helm.sh/helm/v3/cmd/helm "$(helm_ldflags)")")
+if [ -n "$given" ] && [ -x "$given/promtool" ]; then
+  log "using promtool from $given"
+else
+  require_pin "$here/promtool" github.com/prometheus/prometheus "$PROMETHEUS_MODULE_VERSION"
+  # remove_all_sd (Prometheus's own build tag) leaves out the cloud service-discovery plugins,
+  # which rule tests never use: the cold build takes about 2 minutes instead of nearly 6.
+  dirs+=("$(GO_TAGS=remove_all_sd build_module "$here/promtool" "promtool-$PROMETHEUS_VERSION" -- \
+    promtool github.com/prometheus/prometheus/cmd/promtool "$(promtool_ldflags)")")
+fi
 
 # Point $cache/bin at this checkout's binaries (symlinks, replaced atomically per file).
 mkdir -p "$cache/bin"
