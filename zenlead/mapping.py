@@ -83,11 +83,6 @@ class FailureClock:
         with self._lock:
             return self._first.pop(key, None)
 
-    def peek(self, key: model.ServiceKey) -> Failure | None:
-        """Return the open failure of `key` without clearing it."""
-        with self._lock:
-            return self._first.get(key)
-
 
 def is_source(svc: Mapping[str, Any]) -> bool:
     """Return True if `svc` opts in and is not itself a Service zen-lead made."""

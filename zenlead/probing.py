@@ -25,7 +25,7 @@ import dataclasses
 import logging
 import random
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 
@@ -260,11 +260,3 @@ class Pool:
         if entry.health.failures and entry.health.state != DOWN:
             return config.fast_interval_seconds
         return config.interval_seconds if entry.target.leader else config.candidate_interval_seconds
-
-    def snapshot(self) -> dict[str, Any]:
-        """Return counts of targets by state, for logs and tests."""
-        counts: dict[str, int] = {}
-        for entries in self._entries.values():
-            for entry in entries.values():
-                counts[entry.health.state] = counts.get(entry.health.state, 0) + 1
-        return counts
