@@ -85,6 +85,9 @@ class Controller:
         self.metrics_port = 0
         self.health_port = 0
 
+    def _leading(self) -> bool:
+        return self.elector is None or self.elector.leading
+
     def synced(self) -> bool:
         """Return True once every informer has completed its first list."""
         return bool(self.informers) and all(i.synced.is_set() for i in self.informers)
@@ -109,7 +112,8 @@ class Controller:
 
         def enqueue(key: model.ServiceKey, kind: str) -> None:
             # The first event that queues a key names the work (its correlation id and trace).
-            if key not in self.triggers:
+            # A standby never processes keys, so it keeps no triggers.
+            if key not in self.triggers and self._leading():
                 self.triggers[key] = tracing.trigger(kind, key=str(key))
             try:
                 anyio.from_thread.run_sync(work.add, key, token=token)
@@ -182,7 +186,7 @@ class Controller:
                 )
             elif new.state == probing.UP:
                 self.failures.recovered(key, pod_uid=uid, probe=True)
-        if key not in self.triggers:
+        if key not in self.triggers and self._leading():
             self.triggers[key] = tracing.trigger("probe", key=str(key), state=new.state)
         work.add(key)
 
@@ -278,6 +282,7 @@ class Controller:
             tg.start_soon(self.elector.run)
         while True:
             if self.elector is not None:
+                self.triggers.clear()  # Standby: nothing queued here will be processed.
                 await self.elector.wait_for(leading=True)
             else:
                 self.metrics.is_leader.set(1)
@@ -292,6 +297,7 @@ class Controller:
                 else:
                     await self.elector.wait_for(leading=False)
                 workers.cancel_scope.cancel()
+            rec.forget_all_probes()
 
     async def _work(
         self, work: workqueue.WorkQueue[model.ServiceKey], rec: reconciler.Reconciler

@@ -192,8 +192,11 @@ def owns_slice(obj: Mapping[str, Any], *, source_name: str, leader_uid: str | No
         return False
     if (meta.get("labels") or {}).get(model.LABEL_SLICE_MANAGED_BY) != model.MANAGER:
         return False
-    refs = meta.get("ownerReferences") or ()
-    return leader_uid is None or any(r.get("uid") == leader_uid for r in refs)
+    refs = [r for r in meta.get("ownerReferences") or () if r.get("kind") == "Service"]
+    if leader_uid is not None:
+        return any(r.get("uid") == leader_uid for r in refs)
+    # Without the leader Service's UID, the owner must at least be a Service of the slice's name.
+    return any(r.get("name") == meta.get("name") for r in refs)
 
 
 def service_needs_update(want: Mapping[str, Any], have: Mapping[str, Any]) -> bool:

@@ -103,6 +103,7 @@ class _Entry:
     scope: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
     wake: anyio.Event = dataclasses.field(default_factory=anyio.Event)
     notify: bool = False  # Report the next result even if the verdict stays the same.
+    last_push: tuple[bool, probes.FailureClass | None] | None = None
 
 
 class Pool:
@@ -182,6 +183,11 @@ class Pool:
             entry.scope.cancel()
         self._metrics.probe_targets.set(sum(len(v) for v in self._entries.values()))
 
+    def forget_all(self) -> None:
+        """Stop every probe (this replica stopped leading: it must not probe stale IPs)."""
+        for key in list(self._entries):
+            self.forget(key)
+
     def health(self, key: model.ServiceKey) -> dict[str, Health]:
         """Return the current verdict of each probed pod of `key`."""
         return {uid: e.health for uid, e in self._entries.get(key, {}).items()}
@@ -226,6 +232,11 @@ class Pool:
     def _record(self, entry: _Entry, result: probes.ProbeResult, *, pushed: bool) -> None:
         if pushed and result.failure is probes.FailureClass.NETWORK:
             return  # A broken Watch stream is no evidence; the periodic check decides.
+        if pushed:
+            status = (result.ok, result.failure)
+            if status == entry.last_push:
+                return  # A pod repeating its status costs nothing (nor can it flood us).
+            entry.last_push = status
         old = entry.health
         entry.health = judge(old, result, entry.config, time.monotonic())
         if not result.ok and old.failures == 0:

@@ -85,6 +85,7 @@ class Reconciler:
             await self._cleanup(key, source)
             return None
         if not self._within_limit(source):
+            self._forget_probes(key)
             return None
         config, problems = svcconfig.parse(key.name, source["metadata"].get("annotations"))
         for problem in problems:
@@ -106,6 +107,7 @@ class Reconciler:
                 f"Service {config.leader_service_name!r} exists and was not created by zen-lead "
                 f"for {key.name!r}; not touching it (set {svcconfig.LEADER_SERVICE_NAME})",
             )
+            self._forget_probes(key)
             return None
         await self._remove_stale(key, keep=config.leader_service_name)
         with tracing.span("cache.read", namespace=key.namespace):
@@ -214,6 +216,13 @@ class Reconciler:
             self.panicking.discard(key)
             self.events.normal(source, "ProbePanicCleared", "probe failures back below threshold")
         return {objects.ANN_PROBE_STATE: probe.state_annotation()}
+
+    def forget_all_probes(self) -> None:
+        """Stop all probing and forget its state (leadership lost)."""
+        for key in list(self.probe_configs):
+            self._forget_probes(key)
+        if self.pool is not None:
+            self.pool.forget_all()
 
     def _forget_probes(self, key: model.ServiceKey) -> None:
         if self.pool is not None:

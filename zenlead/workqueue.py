@@ -50,6 +50,7 @@ class WorkQueue(Generic[K]):
         self._processing: set[K] = set()
         self._failures: dict[K, int] = {}
         self._timers: list[tuple[float, int, K]] = []
+        self._due: dict[K, float] = {}  # Earliest pending add_after per key.
         self._seq = itertools.count()
         self._items = anyio.Semaphore(0)
         self._timer_changed = anyio.Event()
@@ -61,8 +62,8 @@ class WorkQueue(Generic[K]):
 
     @property
     def delayed(self) -> int:
-        """Number of scheduled adds not yet due."""
-        return len(self._timers)
+        """Number of keys with a scheduled add not yet due."""
+        return len(self._due)
 
     def add(self, key: K) -> None:
         """Queue `key` unless it is already waiting."""
@@ -77,7 +78,11 @@ class WorkQueue(Generic[K]):
         if delay_seconds <= 0:
             self.add(key)
             return
-        heapq.heappush(self._timers, (self._clock() + delay_seconds, next(self._seq), key))
+        due = self._clock() + delay_seconds
+        if self._due.get(key, float("inf")) <= due:
+            return  # An earlier add of the same key is already scheduled.
+        self._due[key] = due
+        heapq.heappush(self._timers, (due, next(self._seq), key))
         self._timer_changed.set()
 
     def add_rate_limited(self, key: K) -> float:
@@ -117,8 +122,13 @@ class WorkQueue(Generic[K]):
         """Add every scheduled key that is due; return seconds until the next one (or None)."""
         now = self._clock()
         while self._timers and self._timers[0][0] <= now:
-            _, _, key = heapq.heappop(self._timers)
-            self.add(key)
+            at, _, key = heapq.heappop(self._timers)
+            if self._due.get(key) == at:
+                del self._due[key]
+                self.add(key)
+        # Drop superseded entries at the head so the next wait is accurate.
+        while self._timers and self._due.get(self._timers[0][2]) != self._timers[0][0]:
+            heapq.heappop(self._timers)
         if not self._timers:
             return None
         due: float = self._timers[0][0]

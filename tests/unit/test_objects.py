@@ -439,7 +439,16 @@ def test_owns_service(obj: dict[str, Any], source_uid: str | None, *, owned: boo
 @pytest.mark.parametrize(
     ("obj", "leader_uid", "owned"),
     [
-        pytest.param(_owned(), None, True, id="labels-any-owner"),
+        pytest.param(
+            {
+                "metadata": _owned(refs=[{"kind": "Service", "name": "web-leader"}])["metadata"]
+                | {"name": "web-leader"}
+            },
+            None,
+            True,
+            id="labels-and-owner-named-like-the-slice",
+        ),
+        pytest.param(_owned(), None, False, id="labels-but-owner-is-not-the-leader-service"),
         pytest.param(_owned(), SOURCE_UID, True, id="labels-and-owner-uid"),
         pytest.param(_owned(), "other-uid", False, id="other-owner-uid"),
         pytest.param(_owned(refs=[]), "other-uid", False, id="no-owner-with-uid"),

@@ -166,7 +166,21 @@ async def test_rate_limited_backoff_doubles_and_caps() -> None:
     delays = [queue.add_rate_limited("a") for _ in range(6)]
     assert delays == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
     assert queue.failures("a") == 6
-    assert queue.delayed == 6
+    assert queue.delayed == 1  # One pending timer per key: the earliest.
+
+
+async def test_add_after_keeps_the_earliest_timer_per_key() -> None:
+    """Repeated delayed adds of one key leave one timer, due at the earliest time asked."""
+    clock = FakeClock()
+    queue: WorkQueue[str] = WorkQueue(clock=clock)
+    queue.add_after("a", 5.0)
+    queue.add_after("a", 9.0)
+    queue.add_after("a", 2.0)
+    assert queue.delayed == 1
+    clock.now += 2.0
+    assert queue.promote_due() is None
+    assert len(queue) == 1
+    assert queue.delayed == 0
 
 
 async def test_rate_limited_backoff_survives_many_failures() -> None:

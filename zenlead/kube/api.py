@@ -225,7 +225,7 @@ class Api:
             on_response(response)
         try:
             yield from _events(response)
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
             raise errors.UnavailableError(f"watch {res.plural} broke: {exc}") from exc
         finally:
             response.release_conn()
@@ -261,11 +261,12 @@ class Api:
         )
         try:
             data = response.data
+            decoded: dict[str, Any] = json.loads(data) if data else {}
+        except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
+            # The headers came back; the body broke off or was not JSON. Same as no answer.
+            raise errors.UnavailableError(f"{operation} {res.plural}: reading body: {exc}") from exc
         finally:
             response.release_conn()
-        if not data:
-            return {}
-        decoded: dict[str, Any] = json.loads(data)
         return decoded
 
     def _call(
@@ -334,8 +335,16 @@ def _events(response: Any) -> Iterator[dict[str, Any]]:
         while b"\n" in buffer:
             line, buffer = buffer.split(b"\n", 1)
             if line.strip():
-                yield json.loads(line)
+                yield _decode(line)
         if len(buffer) > _MAX_EVENT_BYTES:
             raise errors.UnavailableError(f"watch event larger than {_MAX_EVENT_BYTES} bytes")
     if buffer.strip():
-        yield json.loads(buffer)
+        yield _decode(buffer)
+
+
+def _decode(line: bytes) -> dict[str, Any]:
+    try:
+        event: dict[str, Any] = json.loads(line)
+    except ValueError as exc:
+        raise errors.UnavailableError(f"watch sent a line that is not JSON: {exc}") from exc
+    return event
