@@ -44,9 +44,9 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from probes import _tls, types
+from probes import _match, _tls, types
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -149,6 +149,11 @@ def _host_part(host: str) -> str:
     return name if colon and port.isdigit() and ":" not in name else host
 
 
+def problem(spec: types.HttpSpec) -> str | None:
+    """Return why `spec` could never make a valid request (for config validation), or None."""
+    return _config_problem(spec, spec.host or "127.0.0.1:80")
+
+
 def _config_problem(spec: types.HttpSpec, host: str) -> str | None:
     """Return why `spec` cannot make a valid request, or None when it can."""
     if spec.scheme not in {"http", "https"}:
@@ -169,13 +174,13 @@ def _printable(text: str) -> bool:
     return all(ord(c) >= _FIRST_PRINTABLE and not c.isspace() for c in text)
 
 
-def _compile_body_regex(spec: types.HttpSpec) -> tuple[re.Pattern[bytes] | None, str | None]:
-    """Compile ``spec.body_regex`` for bytes; return (pattern, problem)."""
+def _compile_body_regex(spec: types.HttpSpec) -> tuple[Any, str | None]:
+    """Compile ``spec.body_regex`` for bytes (time-bounded matching); return (pattern, problem)."""
     if spec.body_regex is None:
         return None, None
     try:
-        return re.compile(spec.body_regex.encode()), None
-    except re.error as error:
+        return _match.compile_bytes(spec.body_regex), None
+    except ValueError as error:
         return None, f"invalid body_regex: {error}"
 
 
@@ -337,10 +342,15 @@ class HttpChecker:
         detail = f"HTTP {status}"
         if not any(low <= status <= high for low, high in self._spec.expected):
             return types.ProbeResult.fail(types.FailureClass.NEGATIVE, detail, phases)
-        if self._body_regex is not None and self._body_regex.search(body) is None:
-            return types.ProbeResult.fail(
-                types.FailureClass.NEGATIVE, f"{detail}, body does not match", phases
-            )
+        if self._body_regex is not None:
+            try:
+                matched = _match.search(self._body_regex, body)
+            except _match.RegexTimeoutError as error:
+                return types.ProbeResult.fail(types.FailureClass.CONFIG, str(error), phases)
+            if matched is None:
+                return types.ProbeResult.fail(
+                    types.FailureClass.NEGATIVE, f"{detail}, body does not match", phases
+                )
         return types.ProbeResult.success(detail, phases)
 
 

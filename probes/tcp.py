@@ -28,12 +28,11 @@ Phases reported: ``connect`` and ``exchange`` (send plus reading until the verdi
 from __future__ import annotations
 
 import asyncio
-import re
 import socket
 import struct
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from probes import types
+from probes import _match, types
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -61,13 +60,13 @@ class TcpChecker:
         """Compile the expect regex; nothing is opened until a check."""
         self._target = target
         self._spec = spec
-        self._expect: re.Pattern[bytes] | None = None
+        self._expect: Any = None
         self._problem: str | None = None
         if spec.max_read_bytes <= 0 and spec.expect is not None:
             self._problem = "max_read_bytes must be positive"
         try:
-            self._expect = None if spec.expect is None else re.compile(spec.expect)
-        except re.error as error:
+            self._expect = None if spec.expect is None else _match.compile_bytes(spec.expect)
+        except ValueError as error:
             self._problem = f"invalid expect regex: {error}"
 
     async def check(self, *, deadline: float) -> types.ProbeResult:
@@ -134,7 +133,10 @@ class TcpChecker:
                     raise _FailedError(types.FailureClass.NETWORK, "connection closed before reply")
                 break
             reply += chunk
-            match = self._expect.search(reply)
+            try:
+                match = _match.search(self._expect, reply)
+            except _match.RegexTimeoutError as error:
+                raise _FailedError(types.FailureClass.CONFIG, str(error)) from error
             if match is not None:
                 return f"matched {_show(match[0])}"
         raise _FailedError(types.FailureClass.NEGATIVE, _not_matched(reply))

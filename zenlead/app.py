@@ -45,6 +45,9 @@ __all__ = ("Controller",)
 
 log = logging.getLogger(__name__)
 
+_STALL_SECONDS = 10.0
+"""/healthz fails when the event loop has not run for this long (the kubelet then restarts us)."""
+
 
 def _strip(raw: dict[str, Any]) -> dict[str, Any]:
     """Drop managedFields: large, unused, and the bulk of a Service's memory."""
@@ -79,6 +82,7 @@ class Controller:
         self.metrics.watch_store("endpointslices", self.cache.slices)
         self.metrics.cache_limit.set(settings.max_cache_size_per_namespace)
         self.failures = mapping.FailureClock()
+        self.heartbeat = time.monotonic()
         self.triggers: dict[model.ServiceKey, tracing.Trigger] = {}
         self.informers: list[informers.Informer[Any]] = []
         self.elector: election.Elector | None = None
@@ -145,6 +149,7 @@ class Controller:
                 tg.start_soon(work.run_timers)
                 tg.start_soon(events.run)
                 tg.start_soon(pool.run)
+                tg.start_soon(self._beat)
                 task_status.started()
                 await self._wait_synced()
                 log.info(
@@ -235,6 +240,10 @@ class Controller:
             return 503, "text/plain", b"informers not synced\n"
 
         def healthy() -> tuple[int, str, bytes]:
+            # Served from a thread: it must notice an event loop that stopped turning.
+            stalled = time.monotonic() - self.heartbeat
+            if stalled > _STALL_SECONDS:
+                return 503, "text/plain", f"event loop stalled for {stalled:.0f}s\n".encode()
             return 200, "text/plain", b"ok\n"
 
         made = [
@@ -247,6 +256,12 @@ class Controller:
         for endpoint in made:
             endpoint.start()
         return made
+
+    async def _beat(self) -> None:
+        """Prove to /healthz, once a second, that the event loop still runs."""
+        while True:
+            self.heartbeat = time.monotonic()
+            await anyio.sleep(1.0)
 
     async def _run_informer(self, informer: informers.Informer[Any]) -> None:
         limiter = anyio.CapacityLimiter(1)

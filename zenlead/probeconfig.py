@@ -18,6 +18,7 @@ import re
 from typing import TYPE_CHECKING
 
 import probes
+from probes import http as http_probe
 from zenlead import svcconfig
 
 if TYPE_CHECKING:
@@ -158,7 +159,7 @@ def _http(r: _Reader) -> probes.HttpSpec:
     if not path.startswith("/"):
         r.problem("path", f"{path!r} must start with /")
     host = r.text("host", "") or None
-    return probes.HttpSpec(
+    spec = probes.HttpSpec(
         path=path,
         method=r.choice("method", "GET", ("GET", "HEAD")),
         scheme=r.choice("scheme", "http", ("http", "https")),
@@ -168,6 +169,12 @@ def _http(r: _Reader) -> probes.HttpSpec:
         server_name=r.text("server_name", "") or None,
         verify_tls=r.flag("tls_verify", default=True),
     )
+    why = http_probe.problem(spec)
+    if why:
+        # Caught here, not at probe time: a spec no pod could pass would empty the routing.
+        field = next((f for f in ("path", "host", "method") if f in why), "kind")
+        r.problem(field, why)
+    return spec
 
 
 def _grpc(r: _Reader) -> probes.GrpcSpec:

@@ -49,6 +49,12 @@ class TestProbeConfig:
             ),
             pytest.param(ON | {"zen-lead.io/probe-path": "x"}, "zen-lead.io/probe-path", id="path"),
             pytest.param(
+                ON | {"zen-lead.io/probe-path": "/a b"}, "zen-lead.io/probe-path", id="path-space"
+            ),
+            pytest.param(
+                ON | {"zen-lead.io/probe-host": "a b"}, "zen-lead.io/probe-host", id="host-space"
+            ),
+            pytest.param(
                 ON | {"zen-lead.io/probe-body-regex": "("},
                 "zen-lead.io/probe-body-regex",
                 id="regex",
