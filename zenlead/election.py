@@ -67,11 +67,7 @@ class Elector:
     async def run(self) -> None:
         """Try to acquire, then renew, every retry period; until cancelled."""
         while True:
-            try:
-                held = await anyio.to_thread.run_sync(self.try_acquire_or_renew)
-            except errors.KubeError as exc:
-                log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
-                held = False
+            held = await self._attempt()
             now = self.monotonic()
             if held:
                 self._last_renew = now
@@ -80,6 +76,26 @@ class Elector:
                 log.error("lost the lease %s/%s: could not renew", self.namespace, self.name)
                 self._set(leading=False)
             await anyio.sleep(self.retry_seconds)
+
+    async def _attempt(self) -> bool:
+        """Run one acquire/renew, but never past the renew deadline while leading.
+
+        A Lease call that hangs (slow API server) must not keep us "leading" beyond the renew
+        deadline, or a standby that took over could write at the same time as we do.
+        """
+        budget = self.lease_seconds
+        if self.leading:
+            budget = max(0.0, self.renew_deadline - (self.monotonic() - self._last_renew))
+        with anyio.move_on_after(budget):
+            try:
+                return await anyio.to_thread.run_sync(
+                    self.try_acquire_or_renew, abandon_on_cancel=True
+                )
+            except errors.KubeError as exc:
+                log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
+                return False
+        log.warning("lease %s/%s: no answer within %.1fs", self.namespace, self.name, budget)
+        return False
 
     async def wait_for(self, *, leading: bool) -> None:
         """Return once `leading` has the given value."""
