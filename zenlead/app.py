@@ -140,6 +140,7 @@ class Controller:
             failures=self.failures,
             max_services_per_namespace=s.max_cache_size_per_namespace,
             pool=pool,
+            may_write=self._leading,
         )
         endpoints = self._endpoints()
         try:

@@ -4,6 +4,7 @@
 
     ZenleadError
     ├── ConfigError            a setting or annotation is invalid; the message names the key
+    ├── NotLeadingError        a write was refused: this replica lost the Lease
     └── KubeError              the Kubernetes API refused or failed a call (zenlead.kube)
         ├── NotFoundError      404
         ├── ConflictError      409 with a stale resourceVersion or failed precondition
@@ -27,6 +28,7 @@ __all__ = (
     "InvalidError",
     "KubeError",
     "NotFoundError",
+    "NotLeadingError",
     "ServerError",
     "ThrottledError",
     "UnavailableError",
@@ -40,6 +42,10 @@ class ZenleadError(Exception):
 
 class ConfigError(ZenleadError):
     """A setting, flag or annotation is invalid; the message names the key and the reason."""
+
+
+class NotLeadingError(ZenleadError):
+    """A write was refused because this replica no longer holds the Lease."""
 
 
 class KubeError(ZenleadError):

@@ -59,6 +59,7 @@ class Reconciler:
         failures: mapping.FailureClock,
         max_services_per_namespace: int = 1000,
         pool: probing.Pool | None = None,
+        may_write: Callable[[], bool] = lambda: True,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -70,6 +71,7 @@ class Reconciler:
         self.failures = failures
         self.max_services = max_services_per_namespace
         self.pool = pool
+        self.may_write = may_write
         self.probe_configs: dict[model.ServiceKey, probeconfig.ProbeConfig] = {}
         self.panicking: set[model.ServiceKey] = set()
         self.wall_clock = wall_clock
@@ -363,6 +365,7 @@ class Reconciler:
         self._remember(self.cache.slices, patched)
 
     async def _write(self, source: Mapping[str, Any], call: Any, *args: Any) -> dict[str, Any]:
+        self._fence()
         try:
             result: dict[str, Any] = await anyio.to_thread.run_sync(call, *args)
         except errors.KubeError:
@@ -373,6 +376,7 @@ class Reconciler:
         return result
 
     async def _delete(self, res: api.Resource, obj: Mapping[str, Any]) -> None:
+        self._fence()
         meta = obj["metadata"]
         with contextlib.suppress(errors.NotFoundError):
             await anyio.to_thread.run_sync(
@@ -380,6 +384,11 @@ class Reconciler:
             )
         target = self.cache.services if res is api.SERVICES else self.cache.slices
         target.remove(meta["namespace"], meta["name"])
+
+    def _fence(self) -> None:
+        """Refuse to write once this replica no longer holds the Lease (checked per write)."""
+        if not self.may_write():
+            raise errors.NotLeadingError("this replica no longer holds the Lease; not writing")
 
     @staticmethod
     def _urgent(call: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
