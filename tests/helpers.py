@@ -14,6 +14,22 @@ T = TypeVar("T")
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 
 
+class FakeClock:
+    """A monotonic clock that only moves when the test says so."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        """Start at `start` seconds."""
+        self.now = start
+
+    def __call__(self) -> float:
+        """Return the current fake time."""
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move time forward by `seconds`."""
+        self.now += seconds
+
+
 def pinned_versions() -> dict[str, str]:
     """Return tests/controlplane/versions.env as a dict (K8S_VERSION, HELM_VERSION, ...)."""
     pins = {}

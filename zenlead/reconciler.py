@@ -259,9 +259,7 @@ class Reconciler:
             for s in self.cache.services.values(meta["namespace"])
             if mapping.is_source(s)
         )
-        managed = min(len(sources), self.max_services)
-        self.metrics.cache_size.labels(meta["namespace"]).set(managed)
-        self.metrics.managed_services.labels(meta["namespace"]).set(managed)
+        self._report_managed(meta["namespace"], len(sources))
         rank = sources.index((meta.get("creationTimestamp", ""), meta["name"]))
         if rank < self.max_services:
             return True
@@ -272,6 +270,12 @@ class Reconciler:
             "(--max-cache-size-per-namespace); this one, among the newest, is not managed",
         )
         return False
+
+    def _report_managed(self, namespace: str, sources: int) -> None:
+        """Set the per-namespace gauges of managed Services (opted in, within the limit)."""
+        managed = min(sources, self.max_services)
+        self.metrics.cache_size.labels(namespace).set(managed)
+        self.metrics.managed_services.labels(namespace).set(managed)
 
     def _our_slice(self, key: model.ServiceKey, name: str) -> dict[str, Any] | None:
         obj = self.cache.slices.get(key.namespace, name)
@@ -411,9 +415,7 @@ class Reconciler:
         remaining = sum(
             1 for s in self.cache.services.values(key.namespace) if mapping.is_source(s)
         )
-        managed = min(remaining, self.max_services)
-        self.metrics.cache_size.labels(key.namespace).set(managed)
-        self.metrics.managed_services.labels(key.namespace).set(managed)
+        self._report_managed(key.namespace, remaining)
         self.failures.pop(key)
         if source is None:
             self.events.forget(key.namespace, key.name)

@@ -40,12 +40,6 @@ TLS_NAME = "probe.test"
 """The DNS name in the test certificate."""
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """Run the async tests on asyncio only: grpc.aio is asyncio-native."""
-    return "asyncio"
-
-
 class _Handlers:
     """Tracks a server's connection handlers so a fixture can end them all."""
 

@@ -14,12 +14,6 @@ EVIL = "^(a|aa)+$"
 BODY = b"a" * 60 + b"!"  # Exponential backtracking: far beyond any probe deadline unbounded.
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """Probers run on asyncio only (grpc.aio)."""
-    return "asyncio"
-
-
 def test_search_is_time_bounded() -> None:
     """The bounded search gives up within a few times its limit and says why."""
     compiled = _match.compile_bytes(EVIL)

@@ -11,12 +11,6 @@ import pytest
 from zenlead import election, errors
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """Run on asyncio, as the controller does."""
-    return "asyncio"
-
-
 class HangingApi:
     """A Lease API whose every call blocks until released (a wedged API server)."""
 

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import pytest
 
+from tests import helpers
 from zenlead import metrics, recorder
 
 if TYPE_CHECKING:
@@ -16,31 +17,9 @@ pytestmark = pytest.mark.anyio
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    """Run the async tests of this module on asyncio."""
-    return "asyncio"
-
-
-class FakeClock:
-    """A monotonic clock that only moves when the test says so."""
-
-    def __init__(self) -> None:
-        """Start at t=500."""
-        self.now = 500.0
-
-    def __call__(self) -> float:
-        """Return the current fake time."""
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward by `seconds`."""
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
+def clock() -> helpers.FakeClock:
     """Return a fresh fake clock."""
-    return FakeClock()
+    return helpers.FakeClock(500.0)
 
 
 @pytest.fixture
@@ -50,7 +29,9 @@ def registry() -> metrics.Metrics:
 
 
 @pytest.fixture
-async def rec(clock: FakeClock, registry: metrics.Metrics) -> AsyncIterator[recorder.Recorder]:
+async def rec(
+    clock: helpers.FakeClock, registry: metrics.Metrics
+) -> AsyncIterator[recorder.Recorder]:
     """Return a Recorder with default limits on the fake clock; its stream is closed after."""
     made = recorder.Recorder(object(), metrics_=registry, clock=clock)
     with made._send, made._receive:
@@ -83,7 +64,9 @@ async def test_first_event_is_allowed(rec: recorder.Recorder) -> None:
     assert rec._allow(("ns", "web"), "Reason", "message")
 
 
-async def test_identical_event_is_deduplicated(rec: recorder.Recorder, clock: FakeClock) -> None:
+async def test_identical_event_is_deduplicated(
+    rec: recorder.Recorder, clock: helpers.FakeClock
+) -> None:
     """The same reason and message for a Service is allowed once per 300 seconds."""
     key = ("ns", "web")
     assert rec._allow(key, "R", "m")
@@ -112,7 +95,7 @@ async def test_dedupe_key(
     assert rec._allow((namespace, name), reason, message) is allowed
 
 
-async def test_burst_then_refill(rec: recorder.Recorder, clock: FakeClock) -> None:
+async def test_burst_then_refill(rec: recorder.Recorder, clock: helpers.FakeClock) -> None:
     """Ten distinct Events pass at once, the eleventh waits for one token per 30 seconds."""
     key = ("ns", "web")
     assert all(rec._allow(key, "R", f"m{i}") for i in range(10))
@@ -124,7 +107,7 @@ async def test_burst_then_refill(rec: recorder.Recorder, clock: FakeClock) -> No
     assert not rec._allow(key, "R", "m13")
 
 
-async def test_tokens_are_capped_at_burst(rec: recorder.Recorder, clock: FakeClock) -> None:
+async def test_tokens_are_capped_at_burst(rec: recorder.Recorder, clock: helpers.FakeClock) -> None:
     """A long quiet period refills the bucket to the burst size, not beyond."""
     key = ("ns", "web")
     assert all(rec._allow(key, "R", f"a{i}") for i in range(10))
@@ -150,7 +133,7 @@ async def test_deduplicated_event_costs_no_token(rec: recorder.Recorder) -> None
 
 
 async def test_rate_limited_event_is_not_remembered(
-    rec: recorder.Recorder, clock: FakeClock
+    rec: recorder.Recorder, clock: helpers.FakeClock
 ) -> None:
     """An Event dropped by the rate limit is not a duplicate once a token is back."""
     key = ("ns", "web")
@@ -169,7 +152,7 @@ async def test_forget_resets_the_bucket(rec: recorder.Recorder) -> None:
     rec.forget("ns", "never-seen")
 
 
-async def test_custom_limits(clock: FakeClock, registry: metrics.Metrics) -> None:
+async def test_custom_limits(clock: helpers.FakeClock, registry: metrics.Metrics) -> None:
     """burst, refill_seconds and dedupe_seconds are honoured."""
     made = recorder.Recorder(
         object(),
@@ -229,7 +212,7 @@ async def test_dropped_duplicates_are_counted(
 
 
 async def test_dropped_by_rate_limit_are_counted_per_reason(
-    rec: recorder.Recorder, registry: metrics.Metrics, clock: FakeClock
+    rec: recorder.Recorder, registry: metrics.Metrics, clock: helpers.FakeClock
 ) -> None:
     """Warnings beyond the burst are dropped and counted under their own reason."""
     for i in range(10):
@@ -246,7 +229,9 @@ async def test_dropped_by_rate_limit_are_counted_per_reason(
     assert dropped(registry, "Flap") == 1.0
 
 
-async def test_closed_stream_counts_as_dropped(clock: FakeClock, registry: metrics.Metrics) -> None:
+async def test_closed_stream_counts_as_dropped(
+    clock: helpers.FakeClock, registry: metrics.Metrics
+) -> None:
     """An Event that cannot be queued because the sender stopped is counted as dropped."""
     made = recorder.Recorder(object(), metrics_=registry, clock=clock)
     made._send.close()

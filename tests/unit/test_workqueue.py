@@ -5,31 +5,10 @@ from __future__ import annotations
 import anyio
 import pytest
 
+from tests import helpers
 from zenlead.workqueue import WorkQueue
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """Run the async tests of this module on asyncio."""
-    return "asyncio"
-
-
-class FakeClock:
-    """A monotonic clock that only moves when the test says so."""
-
-    def __init__(self) -> None:
-        """Start at t=1000."""
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        """Return the current fake time."""
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward by `seconds`."""
-        self.now += seconds
 
 
 async def drain(queue: WorkQueue[str]) -> list[str]:
@@ -99,7 +78,7 @@ async def test_key_can_be_added_again_after_get() -> None:
 
 async def test_add_after_waits_for_the_clock() -> None:
     """A delayed key is queued by promote_due only once the injected clock reaches its time."""
-    clock = FakeClock()
+    clock = helpers.FakeClock()
     queue: WorkQueue[str] = WorkQueue(clock=clock)
     queue.add_after("a", 5.0)
     assert len(queue) == 0
@@ -116,7 +95,7 @@ async def test_add_after_waits_for_the_clock() -> None:
 
 async def test_promote_due_orders_by_due_time() -> None:
     """Due keys are queued soonest first and the next wait is reported for the rest."""
-    clock = FakeClock()
+    clock = helpers.FakeClock()
     queue: WorkQueue[str] = WorkQueue(clock=clock)
     queue.add_after("late", 3.0)
     queue.add_after("early", 1.0)
@@ -129,14 +108,14 @@ async def test_promote_due_orders_by_due_time() -> None:
 
 async def test_promote_due_with_nothing_scheduled() -> None:
     """With no timers promote_due adds nothing and returns None."""
-    queue: WorkQueue[str] = WorkQueue(clock=FakeClock())
+    queue: WorkQueue[str] = WorkQueue(clock=helpers.FakeClock())
     assert queue.promote_due() is None
     assert len(queue) == 0
 
 
 async def test_delayed_adds_are_deduplicated() -> None:
     """Two delayed adds of one key that come due together queue it once."""
-    clock = FakeClock()
+    clock = helpers.FakeClock()
     queue: WorkQueue[str] = WorkQueue(clock=clock)
     queue.add("a")
     queue.add_after("a", 1.0)
@@ -152,7 +131,7 @@ async def test_delayed_adds_are_deduplicated() -> None:
 )
 async def test_add_after_non_positive_adds_now(delay: float) -> None:
     """A delay that is not positive queues the key at once, without a timer."""
-    queue: WorkQueue[str] = WorkQueue(clock=FakeClock())
+    queue: WorkQueue[str] = WorkQueue(clock=helpers.FakeClock())
     queue.add_after("a", delay)
     assert len(queue) == 1
     assert queue.delayed == 0
@@ -161,7 +140,7 @@ async def test_add_after_non_positive_adds_now(delay: float) -> None:
 async def test_rate_limited_backoff_doubles_and_caps() -> None:
     """Each failure doubles the delay from the base up to the maximum."""
     queue: WorkQueue[str] = WorkQueue(
-        clock=FakeClock(), base_delay_seconds=1.0, max_delay_seconds=10.0
+        clock=helpers.FakeClock(), base_delay_seconds=1.0, max_delay_seconds=10.0
     )
     delays = [queue.add_rate_limited("a") for _ in range(6)]
     assert delays == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
@@ -171,7 +150,7 @@ async def test_rate_limited_backoff_doubles_and_caps() -> None:
 
 async def test_add_after_keeps_the_earliest_timer_per_key() -> None:
     """Repeated delayed adds of one key leave one timer, due at the earliest time asked."""
-    clock = FakeClock()
+    clock = helpers.FakeClock()
     queue: WorkQueue[str] = WorkQueue(clock=clock)
     queue.add_after("a", 5.0)
     queue.add_after("a", 9.0)
@@ -185,7 +164,7 @@ async def test_add_after_keeps_the_earliest_timer_per_key() -> None:
 
 async def test_rate_limited_backoff_survives_many_failures() -> None:
     """A key failing for days keeps getting the capped delay instead of raising."""
-    queue: WorkQueue[str] = WorkQueue(clock=FakeClock(), max_delay_seconds=120.0)
+    queue: WorkQueue[str] = WorkQueue(clock=helpers.FakeClock(), max_delay_seconds=120.0)
     delays = [queue.add_rate_limited("a") for _ in range(1100)]
     assert delays[-1] == 120.0
     assert queue.failures("a") == 1100
@@ -193,14 +172,14 @@ async def test_rate_limited_backoff_survives_many_failures() -> None:
 
 async def test_rate_limited_default_base() -> None:
     """The default backoff starts at 10 ms."""
-    queue: WorkQueue[str] = WorkQueue(clock=FakeClock())
+    queue: WorkQueue[str] = WorkQueue(clock=helpers.FakeClock())
     assert queue.add_rate_limited("a") == pytest.approx(0.01)
     assert queue.add_rate_limited("a") == pytest.approx(0.02)
 
 
 async def test_rate_limited_key_is_queued_after_its_delay() -> None:
     """A rate-limited key appears only once the clock passes its backoff delay."""
-    clock = FakeClock()
+    clock = helpers.FakeClock()
     queue: WorkQueue[str] = WorkQueue(clock=clock, base_delay_seconds=2.0)
     queue.add_rate_limited("a")
     clock.advance(1.9)
@@ -214,7 +193,7 @@ async def test_rate_limited_key_is_queued_after_its_delay() -> None:
 async def test_backoff_is_per_key_and_forget_resets_it() -> None:
     """Backoff is tracked per key, and forget starts that key over at the base delay."""
     queue: WorkQueue[str] = WorkQueue(
-        clock=FakeClock(), base_delay_seconds=1.0, max_delay_seconds=100.0
+        clock=helpers.FakeClock(), base_delay_seconds=1.0, max_delay_seconds=100.0
     )
     for _ in range(3):
         queue.add_rate_limited("a")
@@ -246,7 +225,7 @@ async def test_shutdown_wakes_waiting_getters_with_none() -> None:
 
 async def test_shutdown_drops_waiting_keys_and_ignores_adds() -> None:
     """After shutdown waiting keys are dropped, new adds ignored and get returns None."""
-    clock = FakeClock()
+    clock = helpers.FakeClock()
     queue: WorkQueue[str] = WorkQueue(clock=clock)
     queue.add("a")
     queue.add("b")
@@ -273,7 +252,7 @@ async def test_shutdown_does_not_requeue_processing_key() -> None:
 
 async def test_run_timers_promotes_due_keys() -> None:
     """run_timers queues keys that are already due without anyone calling promote_due."""
-    clock = FakeClock()
+    clock = helpers.FakeClock()
     queue: WorkQueue[str] = WorkQueue(clock=clock)
     queue.add_after("a", 5.0)
     clock.advance(5.0)
