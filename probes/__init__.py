@@ -9,6 +9,7 @@ the only place that imports httpx and grpc.
 from __future__ import annotations
 
 from probes import grpc, http, tcp
+from probes._match import compile_bytes as compile_pattern
 from probes.types import (
     Checker,
     FailureClass,
@@ -32,6 +33,7 @@ __all__ = (
     "Spec",
     "Target",
     "TcpSpec",
+    "compile_pattern",
 )
 
 PROBERS: dict[str, ProberFactory] = {

@@ -136,7 +136,8 @@ class Mapper:
             return
         meta = obj.get("metadata") or {}
         namespace, name = meta.get("namespace", ""), meta.get("name", "")
-        if any(o is not None and is_source(o) for o in (old, new)):
+        invalid = new is not None and svcconfig.enabled_problem(meta.get("annotations"))
+        if invalid or any(o is not None and is_source(o) for o in (old, new)):
             self._enqueue(model.ServiceKey(namespace, name), "service")
         source = (meta.get("labels") or {}).get(model.LABEL_SOURCE)
         if source:

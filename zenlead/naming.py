@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import re
 
+from zenlead import values
+
 __all__ = ("MAX_NAME", "default_leader_name", "invalid_leader_name")
 
 MAX_NAME = 63
@@ -35,10 +37,10 @@ def invalid_leader_name(name: str, *, source: str) -> str | None:
     if not name:
         return "must not be empty"
     if len(name) > MAX_NAME:
-        return f"{name!r} is longer than {MAX_NAME} characters"
+        return f"{values.show(name)} is longer than {MAX_NAME} characters"
     if not _DNS1035.fullmatch(name):
         return (
-            f"{name!r} is not a DNS-1035 label (lower-case letters, digits and '-', "
+            f"{values.show(name)} is not a DNS-1035 label (lower-case letters, digits and '-', "
             "starting with a letter)"
         )
     if name == source:

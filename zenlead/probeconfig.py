@@ -14,17 +14,19 @@ detection time each setting implies.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import probes
-from probes import http as http_probe
-from zenlead import svcconfig
+from zenlead import values
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
 __all__ = ("KEYS", "ProbeConfig", "parse")
+
+T = TypeVar("T")
 
 P = "zen-lead.io/probe"
 KEYS = {
@@ -114,87 +116,134 @@ class ProbeConfig:
 
 def parse(
     annotations: Mapping[str, str] | None,
-) -> tuple[ProbeConfig | None, list[svcconfig.Problem]]:
-    """Return the probe config (None: Ready-only routing) and the problems found."""
-    values = annotations or {}
-    kind = values.get(KEYS["kind"])
+) -> tuple[ProbeConfig | None, list[values.Problem]]:
+    """Return the probe config (None: Ready-only routing) and the problems found.
+
+    Every key is checked on its own, so each problem names the key it is about; one problem
+    turns probing off for the Service (Ready-only routing), never routing itself.
+    """
+    given = annotations or {}
+    kind = given.get(KEYS["kind"])
     if kind is None:
-        stray = sorted(k for k in values if k.startswith(P + "-"))
-        if stray:
-            return None, [svcconfig.Problem(stray[0], f"has no effect without {P}")]
-        return None, []
-    reader = _Reader(values)
-    if kind not in probes.PROBERS:
-        reader.problem("kind", f"{kind!r} is not one of {', '.join(sorted(probes.PROBERS))}")
-        return None, reader.problems
-    config = _build(kind, reader)
-    return (None if reader.problems else config), reader.problems
+        stray = sorted(k for k in given if k.startswith(P + "-") and k in _ALL_KEYS)
+        return None, [values.Problem(k, f"has no effect without {P}") for k in stray]
+    r = _Reader(given)
+    kind = r.read(
+        "kind", lambda raw: values.choice(raw, tuple(sorted(probes.PROBERS))), None, shown="none"
+    )
+    config = _build(kind, r)
+    return (None if r.problems or config is None else config), r.problems
 
 
-def _build(kind: str, r: _Reader) -> ProbeConfig:
+_ALL_KEYS = frozenset(KEYS.values())
+
+
+def _build(kind: str | None, r: _Reader) -> ProbeConfig | None:
     interval = r.duration("interval", 0.5, low=0.1, high=60.0)
     timeout = r.duration("timeout", 0.25, low=0.01, high=60.0)
     if timeout >= interval:
-        r.problem("timeout", f"must be less than {KEYS['interval']} ({interval:g}s)")
+        # Name the key the user set: a lone short interval clashes with the default timeout.
+        if KEYS["timeout"] in r.values:
+            why = f"must be less than {KEYS['interval']} ({values.human(interval)})"
+            r.reject("timeout", f"{why}; {_fallback('250ms')}")
+        else:
+            why = f"must be more than the timeout ({values.human(timeout)})"
+            r.reject("interval", f"{why}; {_fallback('500ms')}")
     fast = r.duration("fast_interval", 0.1, low=0.01, high=60.0)
     if fast > interval:
-        r.problem("fast_interval", f"must not exceed {KEYS['interval']} ({interval:g}s)")
+        why = f"must not exceed {KEYS['interval']} ({values.human(interval)})"
+        r.reject("fast_interval", f"{why}; {_fallback('100ms')}")
     candidate = r.duration("candidate_interval", max(2.0, interval), low=interval, high=300.0)
+    port = r.read("port", values.port, None, shown="the first targetPort")
+    fall = r.read("fall", lambda raw: values.integer(raw, low=1, high=10), 3)
+    rise = r.read("rise", lambda raw: values.integer(raw, low=1, high=10), 2)
+    threshold = r.read("panic_threshold", lambda raw: values.number(raw, low=0.01, high=1.0), 0.5)
+    specs = {name: build(r) for name, build in _SPECS.items() if kind in {name, None}}
+    if kind is None:
+        return None
     return ProbeConfig(
         kind=kind,
-        port=r.port(),
-        spec=_SPECS[kind](r),
+        port=port,
+        spec=specs[kind],
         interval_seconds=interval,
         timeout_seconds=timeout,
-        fall=r.integer("fall", 3, low=1, high=10),
-        rise=r.integer("rise", 2, low=1, high=10),
+        fall=fall,
+        rise=rise,
         fast_interval_seconds=fast,
         candidate_interval_seconds=candidate,
-        panic_threshold=r.number("panic_threshold", 0.5, low=0.01, high=1.0),
+        panic_threshold=threshold,
     )
 
 
 def _http(r: _Reader) -> probes.HttpSpec:
-    path = r.text("path", "/")
-    if not path.startswith("/"):
-        r.problem("path", f"{path!r} must start with /")
-    host = r.text("host", "") or None
-    spec = probes.HttpSpec(
-        path=path,
-        method=r.choice("method", "GET", ("GET", "HEAD")),
-        scheme=r.choice("scheme", "http", ("http", "https")),
-        host=host,
-        expected=r.status_ranges(),
-        body_regex=r.regex("body_regex"),
-        server_name=r.text("server_name", "") or None,
-        verify_tls=r.flag("tls_verify", default=True),
+    return probes.HttpSpec(
+        path=r.read("path", values.path, "/"),
+        method=r.read("method", lambda raw: values.choice(raw, ("GET", "HEAD")), "GET"),
+        scheme=r.read("scheme", lambda raw: values.choice(raw, ("http", "https")), "http"),
+        host=r.read("host", values.host, None, shown="<pod IP>:<port>"),
+        expected=r.read("expected_status", _status_ranges, ((200, 399),), shown="200-399"),
+        body_regex=r.read("body_regex", _pattern, None, shown="none"),
+        server_name=r.read("server_name", values.server_name, None, shown="the Host"),
+        verify_tls=r.read("tls_verify", values.boolean, default=True),
     )
-    why = http_probe.problem(spec)
-    if why:
-        # Caught here, not at probe time: a spec no pod could pass would empty the routing.
-        field = next((f for f in ("path", "host", "method") if f in why), "kind")
-        r.problem(field, why)
-    return spec
 
 
 def _grpc(r: _Reader) -> probes.GrpcSpec:
     return probes.GrpcSpec(
-        service=r.text("grpc_service", ""),
-        tls=r.flag("grpc_tls", default=False),
-        server_name=r.text("server_name", "") or None,
+        service=r.read("grpc_service", _grpc_service, "", shown="overall health"),
+        tls=r.read("grpc_tls", values.boolean, default=False),
+        server_name=r.read("server_name", values.server_name, None, shown="none"),
     )
 
 
 def _tcp(r: _Reader) -> probes.TcpSpec:
-    send = r.text("tcp_send", "")
-    expect = r.regex("tcp_expect")
-    return probes.TcpSpec(
-        send=_unescape(send).encode(),
-        expect=expect.encode() if expect is not None else None,
-    )
+    send = r.read("tcp_send", _tcp_send, b"", shown="connect only")
+    expect = r.read("tcp_expect", _pattern, None, shown="none")
+    return probes.TcpSpec(send=send, expect=expect.encode() if expect is not None else None)
 
 
 _SPECS: dict[str, Callable[[_Reader], probes.Spec]] = {"http": _http, "grpc": _grpc, "tcp": _tcp}
+
+_MAX_STATUS_RANGES = 20
+_MAX_TCP_SEND_BYTES = 1024
+_STATUS_RANGE = re.compile(r"([1-5][0-9]{2})(?:-([1-5][0-9]{2}))?", re.ASCII)
+
+
+def _status_ranges(raw: str) -> tuple[tuple[int, int], ...]:
+    """Parse ``200-299,304``: up to 20 ranges of HTTP statuses (100-599), low before high."""
+    parts = values.text(raw, limit=200).split(",")
+    ranges = []
+    for part in parts[: _MAX_STATUS_RANGES + 1]:
+        match = _STATUS_RANGE.fullmatch(part.strip(" "))
+        if match is None or len(parts) > _MAX_STATUS_RANGES:
+            raise values.InvalidValueError(f"{values.show(raw)} is not like 200-299,304")
+        low, high = int(match[1]), int(match[2] or match[1])
+        if high < low:
+            raise values.InvalidValueError(f"{values.show(raw)}: {low}-{high} is backwards")
+        ranges.append((low, high))
+    return tuple(ranges)
+
+
+def _pattern(raw: str) -> str:
+    """Accept a regular expression only if it is bounded to compile and compiles."""
+    try:
+        probes.compile_pattern(raw)
+    except ValueError as exc:
+        raise values.InvalidValueError(f"{values.show(raw)} is refused as a regex: {exc}") from exc
+    return raw
+
+
+def _grpc_service(raw: str) -> str:
+    """Parse a gRPC health service name (``grpc.health.v1.Health``, ``pkg.Svc``, or empty)."""
+    return values.text(raw, limit=256, allowed=r"[A-Za-z0-9_.\-/]*")
+
+
+def _tcp_send(raw: str) -> bytes:
+    """Parse the bytes to send: escapes expanded, UTF-8, at most 1 KiB."""
+    data = _unescape(values.text(raw, limit=4 * _MAX_TCP_SEND_BYTES)).encode()
+    if len(data) > _MAX_TCP_SEND_BYTES:
+        raise values.InvalidValueError(f"{values.show(raw)} is over {_MAX_TCP_SEND_BYTES} bytes")
+    return data
 
 
 def _unescape(text: str) -> str:
@@ -204,102 +253,38 @@ def _unescape(text: str) -> str:
     )
 
 
-class _Reader:
-    """Typed access to probe annotations that records a `svcconfig.Problem` per bad value."""
+class _Reader(values.Reader):
+    """`values.Reader` by setting name, with the Ready-only fallback in every message."""
 
-    def __init__(self, values: Mapping[str, str]) -> None:
-        self.values = values
-        self.problems: list[svcconfig.Problem] = []
+    def read(  # type: ignore[override]
+        self,
+        name: str,
+        parse: Callable[[str], T],
+        default: T,
+        *,
+        shown: str | None = None,
+    ) -> T:
+        """Read setting `name`; a rejection names its key and default, and turns probing off."""
+        what = shown if shown is not None else _shown(default)
+        return super().read(KEYS[name], parse, default, fallback=_fallback(what))
 
-    def problem(self, name: str, reason: str) -> None:
-        self.problems.append(svcconfig.Problem(KEYS[name], reason))
-
-    def text(self, name: str, default: str) -> str:
-        return self.values.get(KEYS[name], default)
-
-    def choice(self, name: str, default: str, allowed: tuple[str, ...]) -> str:
-        value = self.text(name, default)
-        if value not in allowed:
-            self.problem(name, f"{value!r} is not one of {', '.join(allowed)}")
-            return default
-        return value
-
-    def flag(self, name: str, *, default: bool) -> bool:
-        raw = self.values.get(KEYS[name])
-        if raw is None:
-            return default
-        if raw.strip().lower() not in {"true", "false"}:
-            self.problem(name, f"{raw!r} is not true or false")
-            return default
-        return raw.strip().lower() == "true"
+    def reject(self, key: str, reason: str) -> None:
+        """Record a problem with setting (or key) `key`."""
+        super().reject(KEYS.get(key, key), reason)
 
     def duration(self, name: str, default: float, *, low: float, high: float) -> float:
-        raw = self.values.get(KEYS[name])
-        if raw is None:
-            return default
-        try:
-            value = svcconfig.parse_duration(raw)
-        except ValueError as exc:
-            self.problem(name, str(exc))
-            return default
-        if not low <= value <= high:
-            self.problem(name, f"{raw!r} must be between {low:g}s and {high:g}s")
-            return default
-        return value
+        """Read a duration setting within bounds."""
+        parse = functools.partial(values.duration, low=low, high=high)
+        return self.read(name, parse, default, shown=values.human(default))
 
-    def integer(self, name: str, default: int, *, low: int, high: int) -> int:
-        raw = self.values.get(KEYS[name])
-        if raw is None:
-            return default
-        if not raw.strip().isdigit() or not low <= int(raw) <= high:
-            self.problem(name, f"{raw!r} must be a whole number from {low} to {high}")
-            return default
-        return int(raw)
 
-    def number(self, name: str, default: float, *, low: float, high: float) -> float:
-        raw = self.values.get(KEYS[name])
-        if raw is None:
-            return default
-        try:
-            value = float(raw)
-        except ValueError:
-            value = -1.0
-        if not low <= value <= high:
-            self.problem(name, f"{raw!r} must be a number from {low:g} to {high:g}")
-            return default
-        return value
+def _shown(default: object) -> str:
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, float):
+        return f"{default:g}"
+    return str(default)
 
-    def regex(self, name: str) -> str | None:
-        raw = self.values.get(KEYS[name])
-        if raw is None:
-            return None
-        try:
-            re.compile(raw)
-        except re.error as exc:
-            self.problem(name, f"{raw!r} is not a valid regular expression: {exc}")
-            return None
-        return raw
 
-    def port(self) -> int | str | None:
-        raw = self.values.get(KEYS["port"])
-        if raw is None:
-            return None
-        if raw.isdigit() and 1 <= int(raw) <= 65535:  # noqa: PLR2004 - port range
-            return int(raw)
-        if re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", raw) and len(raw) <= 15:  # noqa: PLR2004
-            return raw
-        self.problem("port", f"{raw!r} is neither a port number nor a container port name")
-        return None
-
-    def status_ranges(self) -> tuple[tuple[int, int], ...]:
-        raw = self.values.get(KEYS["expected_status"])
-        if raw is None:
-            return ((200, 399),)
-        ranges = []
-        for part in raw.split(","):
-            match = re.fullmatch(r"\s*(\d{3})(?:\s*-\s*(\d{3}))?\s*", part)
-            if match is None or int(match[2] or match[1]) < int(match[1]):
-                self.problem("expected_status", f"{raw!r} is not like 200-299,304")
-                return ((200, 399),)
-            ranges.append((int(match[1]), int(match[2] or match[1])))
-        return tuple(ranges)
+def _fallback(default: str) -> str:
+    return f"default {default}; probing is off for this Service (Ready-only routing)"

@@ -81,6 +81,8 @@ class Reconciler:
         """Bring the leader Service and slice of `key` to the wanted state."""
         source = self.cache.services.get(key.namespace, key.name)
         if source is None or not mapping.is_source(source):
+            if source is not None:
+                self._warn_enabled(source)
             await self._cleanup(key, source)
             return None
         if not self._supported(source):
@@ -93,6 +95,12 @@ class Reconciler:
         for problem in problems:
             self.events.warning(source, "InvalidAnnotation", str(problem))
         return await self._route(key, source, config)
+
+    def _warn_enabled(self, source: Mapping[str, Any]) -> None:
+        """Tell the owner of a Service whose opt-in value is neither "true" nor "false"."""
+        problem = svcconfig.enabled_problem(source["metadata"].get("annotations"))
+        if problem is not None:
+            self.events.warning(source, "InvalidAnnotation", str(problem))
 
     # Routing ---------------------------------------------------------------------------------
 
@@ -170,7 +178,7 @@ class Reconciler:
         """Start/stop probes for `key` and return their verdicts (None: Ready-only routing)."""
         cfg, problems = probeconfig.parse(source["metadata"].get("annotations"))
         for problem in problems:
-            self.events.warning(source, "InvalidAnnotation", f"{problem}; using Ready-only routing")
+            self.events.warning(source, "InvalidAnnotation", str(problem))
         if cfg is None or self.pool is None:
             self._forget_probes(key)
             return None
