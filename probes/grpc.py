@@ -133,6 +133,12 @@ class GrpcChecker:
         try:
             async with asyncio.timeout_at(deadline):
                 response = await stub.Check(self._request, timeout=budget)
+        except asyncio.CancelledError:
+            if _cancelling():
+                raise  # Our caller cancels us: pass it on.
+            # grpc.aio raises a bare CancelledError when the RPC itself was cancelled (the
+            # channel closed under it); that is a failed probe, not a cancellation of ours.
+            result = types.ProbeResult.fail(types.FailureClass.NETWORK, "RPC cancelled")
         except TimeoutError:
             result = _timeout(budget)
         except grpc.aio.AioRpcError as error:
@@ -197,6 +203,10 @@ class GrpcChecker:
             async for response in call:
                 received = True
                 callback(_status_result(response.status))
+        except asyncio.CancelledError:
+            if _cancelling():
+                raise
+            return types.ProbeResult.fail(types.FailureClass.NETWORK, "watch cancelled"), received
         except grpc.aio.AioRpcError as error:
             if error.code() == grpc.StatusCode.UNIMPLEMENTED:
                 return None, received
@@ -204,3 +214,9 @@ class GrpcChecker:
         finally:
             call.cancel()  # A no-op once finished; stops the RPC when we are cancelled.
         return types.ProbeResult.fail(types.FailureClass.NETWORK, "watch stream ended"), received
+
+
+def _cancelling() -> bool:
+    """Tell whether our own task is being cancelled (rather than grpc cancelling its RPC)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0

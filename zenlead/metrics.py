@@ -114,6 +114,57 @@ class _CacheCollector:
         yield ratio
 
 
+class WatchedInformer(Protocol):
+    """What the informer collector reads (`zenlead.kube.informers.Informer` has it)."""
+
+    resource_name: str
+    scope: str
+    relists: int
+    failures: int
+    handler_errors: int
+
+    def staleness(self) -> float:
+        """Return seconds out of touch with the API server (0 while in touch)."""
+
+
+class _InformerCollector:
+    """Per-informer health, read at scrape time: staleness, relists, failures, handler errors."""
+
+    def __init__(self) -> None:
+        self.informers: list[WatchedInformer] = []
+
+    def describe(self) -> list[prom_core.Metric]:
+        return []
+
+    def collect(self) -> Iterator[prom_core.Metric]:
+        labels = ["resource", "scope"]
+        stale = prom_core.GaugeMetricFamily(
+            "zen_lead_informer_stale_seconds",
+            "Seconds the informer has been out of touch with the API server (0 while watching).",
+            labels=labels,
+        )
+        relists = prom_core.CounterMetricFamily(
+            "zen_lead_informer_relists", "Full lists taken by the informer.", labels=labels
+        )
+        failures = prom_core.CounterMetricFamily(
+            "zen_lead_informer_failures",
+            "List or watch failures of the informer (each followed by a backoff).",
+            labels=labels,
+        )
+        handler = prom_core.CounterMetricFamily(
+            "zen_lead_informer_handler_errors",
+            "Objects the informer could not hand on (a handler or transform raised).",
+            labels=labels,
+        )
+        for informer in list(self.informers):
+            values = [informer.resource_name, informer.scope]
+            stale.add_metric(values, informer.staleness())
+            relists.add_metric(values, informer.relists)
+            failures.add_metric(values, informer.failures)
+            handler.add_metric(values, informer.handler_errors)
+        yield from (stale, relists, failures, handler)
+
+
 class Metrics:
     """The collectors, plus helpers that keep per-Service series consistent."""
 
@@ -262,12 +313,66 @@ class Metrics:
             ["namespace"],
             registry=reg,
         )
+        self.probe_loop_restarts = prometheus_client.Counter(
+            "zen_lead_probe_loop_restarts",
+            "Probe loops of single targets that crashed and were restarted, by probe kind.",
+            ["kind"],
+            registry=reg,
+        )
+        self.task_restarts = prometheus_client.Counter(
+            "zen_lead_task_restarts",
+            "Controller tasks that ended unexpectedly and were restarted "
+            "(prober, events, timers, election, workers).",
+            ["task"],
+            registry=reg,
+        )
+        for task in ("prober", "events", "timers", "election", "workers"):
+            self.task_restarts.labels(task)
+        self.prober_up = prometheus_client.Gauge(
+            "zen_lead_prober_up",
+            "1 while the prober pool runs (/healthz fails while it does not).",
+            registry=reg,
+        )
+        self.dead_letter = prometheus_client.Gauge(
+            "zen_lead_dead_letter_services",
+            "Services whose reconcile keeps failing: parked, retried slowly, last routing kept.",
+            ["namespace"],
+            registry=reg,
+        )
+        self.throttled = prometheus_client.Counter(
+            "zen_lead_api_throttled",
+            "API calls answered 429 (throttled); retried after Retry-After, not counted as errors.",
+            ["operation"],
+            registry=reg,
+        )
+        self.circuit_open = prometheus_client.Gauge(
+            "zen_lead_api_circuit_open",
+            "1 while the API circuit breaker is open or half-open (ordinary calls refused).",
+            registry=reg,
+        )
+        self.retry_budget_exhausted = prometheus_client.Counter(
+            "zen_lead_retry_budget_exhausted",
+            "Retries delayed because their namespace used up its retry budget.",
+            ["namespace"],
+            registry=reg,
+        )
+        self.lease_lost = prometheus_client.Counter(
+            "zen_lead_lease_lost",
+            "Times this replica stopped leading, by reason (other_holder, renew_deadline, "
+            "stale_cache, released).",
+            ["reason"],
+            registry=reg,
+        )
+        for reason in ("other_holder", "renew_deadline", "stale_cache", "released"):
+            self.lease_lost.labels(reason)
         self._cache = _CacheCollector(self.cache_lookups)
         reg.register(self._cache)
         prometheus_client.ProcessCollector(registry=reg)
         prometheus_client.PlatformCollector(registry=reg)
         self._leaders = _LeaderClock()
         reg.register(self._leaders)
+        self._informers = _InformerCollector()
+        reg.register(self._informers)
         self._seen: dict[tuple[str, str], set[tuple[object, tuple[str, ...]]]] = {}
 
     def observe_api_call(
@@ -275,6 +380,10 @@ class Metrics:
     ) -> None:
         """Record one API call (the `kube.api.CallObserver` protocol)."""
         self.api_calls.labels(f"{operation}_{resource}", result).observe(seconds)
+
+    def watch_informers(self, informers: list[WatchedInformer]) -> None:
+        """Report the health of `informers` (staleness, relists, failures)."""
+        self._informers.informers = informers
 
     def watch_store(self, resource: str, store: SizedStore) -> None:
         """Report `store`'s size per namespace as ``zen_lead_store_objects``."""

@@ -17,10 +17,19 @@ Service selects, and drops targets with their pods. `Pool.run` hosts one task pe
 Every verdict change calls `on_change`, which the controller uses to record the failure time of
 a leader and to enqueue the Service. Probe counts and durations go to `metrics` by kind and
 result only (no pod names: bounded cardinality).
+
+Containment: each target's loop is supervised. Anything it raises (a checker factory, a probe,
+a gRPC Watch, a verdict callback), including a ``CancelledError`` that a library raised on its
+own rather than our cancel scope, is logged with its traceback, counted
+(``zen_lead_probe_loop_restarts_total``) and the loop restarted with backoff (0.1 s doubling to
+30 s); its siblings never notice. A crash is no evidence about the pod: its verdict stays as it
+was. Targets survive a restart of `run` itself (the controller restarts the pool if it ever
+ends): their loops start again, verdicts kept.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import random
@@ -43,6 +52,10 @@ log = logging.getLogger(__name__)
 
 UNKNOWN, UP, DOWN = "unknown", "up", "down"
 _IMMEDIATE = frozenset({probes.FailureClass.NEGATIVE, probes.FailureClass.CONFIG})
+_RESTART_MIN_SECONDS = 0.1
+_RESTART_MAX_SECONDS = 30.0
+_STABLE_SECONDS = 60.0
+"""A loop that ran this long before crashing restarts from the shortest backoff again."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -100,7 +113,8 @@ class _Entry:
     target: ProbeTarget
     config: probeconfig.ProbeConfig
     health: Health = dataclasses.field(default_factory=Health)
-    scope: anyio.CancelScope = dataclasses.field(default_factory=anyio.CancelScope)
+    scope: anyio.CancelScope | None = None  # The running loop's scope (None: not running).
+    stopped: bool = False
     wake: anyio.Event = dataclasses.field(default_factory=anyio.Event)
     notify: bool = False  # Report the next result even if the verdict stays the same.
     last_push: tuple[bool, probes.FailureClass | None] | None = None
@@ -124,14 +138,23 @@ class Pool:
         self._probers = probers if probers is not None else probes.PROBERS
         self._entries: dict[model.ServiceKey, dict[str, _Entry]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
-        self._ready = anyio.Event()
+
+    @property
+    def running(self) -> bool:
+        """True while `run` hosts the probe loops."""
+        return self._tg is not None
 
     async def run(self) -> None:
-        """Host the probe loops until cancelled."""
-        async with anyio.create_task_group() as tg:
-            self._tg = tg
-            self._ready.set()
-            await anyio.sleep_forever()
+        """Host the probe loops until cancelled (restarting those of existing targets)."""
+        try:
+            async with anyio.create_task_group() as tg:
+                self._tg = tg
+                for entries in self._entries.values():
+                    for entry in entries.values():
+                        self._start(entry)
+                await anyio.sleep_forever()
+        finally:
+            self._tg = None
 
     def ensure(
         self,
@@ -140,8 +163,6 @@ class Pool:
         targets: Mapping[str, ProbeTarget],
     ) -> None:
         """Probe exactly `targets` (pod UID -> target) for `key` with `config`."""
-        if self._tg is None:
-            return  # Not running (yet): nothing to start.
         current = self._entries.setdefault(key, {})
         for uid in list(current):
             entry = current[uid]
@@ -152,7 +173,7 @@ class Pool:
                 or wanted.port != entry.target.port
                 or entry.config != config
             ):
-                entry.scope.cancel()
+                _stop(entry)
                 del current[uid]
             else:
                 if wanted.leader and not entry.target.leader:
@@ -162,8 +183,20 @@ class Pool:
             if uid not in current:
                 entry = _Entry(key, uid, target, config)
                 current[uid] = entry
-                self._tg.start_soon(self._loop, entry)
+                self._start(entry)
+        if not current:
+            del self._entries[key]
         self._metrics.probe_targets.set(sum(len(v) for v in self._entries.values()))
+
+    def _start(self, entry: _Entry) -> None:
+        """Start `entry`'s supervised loop if the pool runs (else `run` will, when it does)."""
+        if self._tg is None:
+            return
+        try:
+            self._tg.start_soon(self._supervise, entry)
+        except RuntimeError:  # The task group ended under us; `run` restarts every target.
+            log.exception("prober pool is not running; %s waits for its restart", entry.key)
+            self._tg = None
 
     def refresh(self, key: model.ServiceKey, uids: set[str]) -> None:
         """Probe `uids` of `key` now and report their next result even if unchanged.
@@ -180,7 +213,7 @@ class Pool:
     def forget(self, key: model.ServiceKey) -> None:
         """Stop probing every pod of `key`."""
         for entry in self._entries.pop(key, {}).values():
-            entry.scope.cancel()
+            _stop(entry)
         self._metrics.probe_targets.set(sum(len(v) for v in self._entries.values()))
 
     def forget_all(self) -> None:
@@ -192,21 +225,52 @@ class Pool:
         """Return the current verdict of each probed pod of `key`."""
         return {uid: e.health for uid, e in self._entries.get(key, {}).items()}
 
+    async def _supervise(self, entry: _Entry) -> None:
+        """Run `entry`'s probe loop until it is stopped, restarting it whenever it fails."""
+        if entry.stopped:
+            return
+        backoff = _RESTART_MIN_SECONDS
+        with anyio.CancelScope() as scope:
+            entry.scope = scope
+            while not entry.stopped:
+                started = time.monotonic()
+                try:
+                    await self._loop(entry)
+                except Exception as exc:  # noqa: BLE001 - contained: siblings carry on.
+                    self._crashed(entry, exc)
+                except asyncio.CancelledError as exc:
+                    if scope.cancel_called or _cancelling():
+                        raise  # Ours: the target was dropped or the pool is stopping.
+                    self._crashed(entry, exc)  # A library's own cancellation: contained.
+                if time.monotonic() - started > _STABLE_SECONDS:
+                    backoff = _RESTART_MIN_SECONDS
+                await anyio.sleep(backoff)
+                backoff = min(backoff * 2, _RESTART_MAX_SECONDS)
+
+    def _crashed(self, entry: _Entry, exc: BaseException) -> None:
+        self._metrics.probe_loop_restarts.labels(entry.config.kind).inc()
+        log.error(
+            "probe loop %s %s/%s crashed; restarting it",
+            entry.config.kind,
+            entry.key,
+            entry.target.ip,
+            exc_info=exc,
+        )
+
     async def _loop(self, entry: _Entry) -> None:
         factory = self._probers[entry.config.kind]
         checker = factory(probes.Target(entry.target.ip, entry.target.port), entry.config.spec)
-        with entry.scope:
-            try:
-                async with anyio.create_task_group() as tg:
-                    tg.start_soon(checker.watch, lambda r: self._record(entry, r, pushed=True))
-                    await self._pause(entry, random.uniform(0, self._interval(entry)))  # noqa: S311
-                    while True:
-                        await self._probe_once(entry, checker)
-                        jitter = random.uniform(0.9, 1.1)  # noqa: S311 - not cryptographic
-                        await self._pause(entry, self._interval(entry) * jitter)
-            finally:
-                with anyio.CancelScope(shield=True):
-                    await checker.aclose()
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(checker.watch, lambda r: self._record(entry, r, pushed=True))
+                await self._pause(entry, random.uniform(0, self._interval(entry)))  # noqa: S311
+                while True:
+                    await self._probe_once(entry, checker)
+                    jitter = random.uniform(0.9, 1.1)  # noqa: S311 - not cryptographic
+                    await self._pause(entry, self._interval(entry) * jitter)
+        finally:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await checker.aclose()
 
     @staticmethod
     async def _pause(entry: _Entry, seconds: float) -> None:
@@ -271,3 +335,15 @@ class Pool:
         if entry.health.failures and entry.health.state != DOWN:
             return config.fast_interval_seconds
         return config.interval_seconds if entry.target.leader else config.candidate_interval_seconds
+
+
+def _stop(entry: _Entry) -> None:
+    entry.stopped = True
+    if entry.scope is not None:
+        entry.scope.cancel()
+
+
+def _cancelling() -> bool:
+    """Tell whether the current task is being cancelled by a cancel scope (not by a library)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
