@@ -89,13 +89,13 @@ def cpu_seconds(pid: int) -> float:
 def start_controller(
     kubeconfig: pathlib.Path, metrics_port: int, health_port: int, extra: list[str]
 ) -> Any:
-    """Start ``zen-lead run`` as a child process watching the bench namespace."""
+    """Start ``zen-lead run`` (one replica, no election) as a child watching the bench namespace."""
     cmd = [
         sys.executable, "-m", "zenlead", "run",
         "--kubeconfig", str(kubeconfig), "--namespaces", NS,
         "--metrics-bind-address", f"127.0.0.1:{metrics_port}",
         "--health-probe-bind-address", f"127.0.0.1:{health_port}",
-        "--leader-election-namespace", NS, "--log-level", "warning", *extra,
+        "--leader-elect", "false", "--log-level", "warning", *extra,
     ]  # fmt: skip
     return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
 

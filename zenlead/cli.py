@@ -97,7 +97,7 @@ def _parser() -> argparse.ArgumentParser:
         "status",
         help="show every opted-in Service, its leader and last failover",
         description="A table of opted-in Services: leader pod, leader since, last failover, "
-        "its latency, and state (Routing, NoLeader, Pending, Conflict, Unsupported).",
+        "its latency, and state (Routing, NoLeader, Pending, Conflict, Unsupported, Failing).",
     )
     _add_target_flags(status)
     status.add_argument("-A", "--all-namespaces", action="store_true", help="all namespaces")

@@ -3,7 +3,8 @@
 Both read the API directly (a few list calls, bounded by ``limit``) and use the same pure code
 as the controller (`svcconfig.parse`, `leader.decide`, `objects`), so ``explain`` shows the
 decision the controller would make now and the reason for every pod. They need only read
-access to Services, EndpointSlices and Pods.
+access to Services, EndpointSlices, Pods and Events (``status`` shows a Service whose
+reconcile keeps failing as ``Failing``, from the controller's dead-letter Events).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ def status(client: api.Api, namespace: str | None) -> str:
     )
     by_name = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in services}
     slice_by_name = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in slices}
+    failing = _failing(client, namespace)
     rows: list[tuple[str, ...]] = [
         ("NAMESPACE", "SERVICE", "LEADER", "SINCE", "LAST FAILOVER", "LATENCY", "PROBES", "STATE")
     ]
@@ -47,8 +49,31 @@ def status(client: api.Api, namespace: str | None) -> str:
         meta = svc["metadata"]
         config, _ = svcconfig.parse(meta["name"], meta.get("annotations"))
         key = (meta["namespace"], config.leader_service_name)
-        rows.append(_status_row(svc, by_name.get(key), slice_by_name.get(key)))
+        row = _status_row(svc, by_name.get(key), slice_by_name.get(key))
+        if (meta["namespace"], meta["name"]) in failing:
+            row = (*row[:-1], "Failing")
+        rows.append(row)
     return _table(rows)
+
+
+def _failing(client: api.Api, namespace: str | None) -> set[tuple[str, str]]:
+    """Return the Services whose latest dead-letter Event says their reconcile keeps failing.
+
+    The controller emits ``ReconcileFailing`` when it parks a Service and again on each slow
+    retry that fails, and ``ReconcileRecovered`` when it succeeds again; the later one (by
+    resourceVersion, which orders writes) tells the state.
+    """
+    latest: dict[tuple[str, str], tuple[int, str]] = {}
+    for reason in ("ReconcileFailing", "ReconcileRecovered"):
+        page = client.list(api.EVENTS, namespace, field_selector=f"reason={reason}", limit=_LIMIT)
+        for event in page.get("items") or ():
+            involved = event.get("involvedObject") or {}
+            key = (involved.get("namespace", ""), involved.get("name", ""))
+            version = str((event.get("metadata") or {}).get("resourceVersion") or "0")
+            order = int(version) if version.isascii() and version.isdigit() else 0
+            if order >= latest.get(key, (-1, ""))[0]:
+                latest[key] = (order, reason)
+    return {key for key, (_, reason) in latest.items() if reason == "ReconcileFailing"}
 
 
 def _status_row(

@@ -1,16 +1,30 @@
-"""Lease-based leader election (coordination.k8s.io/v1) among controller replicas.
+"""Lease-based leader election (coordination.k8s.io/v1) among controller replicas: one writer.
 
-Only the replica holding the Lease reconciles (and so writes). Like client-go's leaderelection,
-expiry is judged by *when we last saw the Lease record change*, on our own monotonic clock, not
-by trusting another replica's timestamps: a Lease held by someone else is taken only after its
-record stayed unchanged for ``lease_duration_seconds``. A leader that cannot renew for
-``renew_deadline_seconds`` stops leading. `release` hands the Lease over on graceful shutdown
-(empty holder), so a standby takes over within one retry period instead of a lease duration.
+Only the replica holding the Lease reconciles, and every write it makes is fenced on
+`Elector.valid_for` (see `kube.lanes`). The rules, which docs/architecture.md argues from:
+
+- *Validity is stamped at send time.* A successful acquire or renew makes this replica valid
+  until ``sent + renew_deadline``, where ``sent`` is taken before the Lease is even read, so a
+  slow answer never extends it. `valid_for` is computed from the clock on every call: writes
+  stop at the deadline even if this loop is stuck.
+- *Another holder ends leadership at once.* Reading a Lease held by someone else while leading
+  stops writes immediately, not at the renew deadline.
+- *Expiry is judged on our own clock*, like client-go: a Lease held by someone else is taken
+  only after its record (holder, renewTime, transitions) stayed unchanged for its duration.
+- *A missing Lease is not a free leadership.* A deleted Lease keeps the last record we saw in
+  force (its clock is not reset), and a Lease never seen must stay absent for a full lease
+  duration before we create it; meanwhile a live leader re-creates it on its next renewal.
+  Consequence: the first replica of a fresh install waits one lease duration before leading.
+- *No leading on a stale cache.* While ``may_lead()`` gives a reason (an informer failed to
+  relist for too long) this replica neither acquires nor keeps the Lease: it releases it.
+- `release` hands the Lease over on shutdown (empty holder), so a standby takes over within
+  one retry period instead of a lease duration.
 """
 
 from __future__ import annotations
 
 import datetime
+import enum
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -18,14 +32,28 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from zenlead import errors
-from zenlead.kube import api
+from zenlead.kube import api, lanes
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ("Elector",)
+__all__ = ("Elector", "Outcome")
 
 log = logging.getLogger(__name__)
+
+_ABSENT = ("<absent>",)
+"""The record of a Lease that does not exist."""
+
+
+class Outcome(enum.Enum):
+    """What one acquire/renew round found."""
+
+    HELD = "held"
+    """We hold the Lease now."""
+    OTHER = "other"
+    """Someone else holds it (or we must wait before taking a missing one)."""
+    FAILED = "failed"
+    """No answer, a conflict or an error: nothing learned."""
 
 
 def _micro_time() -> str:
@@ -33,11 +61,11 @@ def _micro_time() -> str:
 
 
 class Elector:
-    """Acquires and renews one Lease; `leading` tells whether this replica may write."""
+    """Acquires and renews one Lease; `valid_for` tells how long this replica may still write."""
 
     def __init__(
         self,
-        client: api.Api,
+        client: lanes.Lanes,
         *,
         namespace: str,
         name: str,
@@ -45,10 +73,15 @@ class Elector:
         lease_seconds: float = 15.0,
         renew_deadline_seconds: float = 10.0,
         retry_seconds: float = 2.0,
-        on_change: Callable[[bool], None] = lambda _leading: None,
+        on_change: Callable[[bool, str], None] = lambda _leading, _why: None,
+        may_lead: Callable[[], str | None] = lambda: None,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Compete for Lease `namespace/name` as `identity`."""
+        """Compete for Lease `namespace/name` as `identity`.
+
+        `on_change(leading, why)` hears every change; `may_lead()` returns why this replica
+        must not lead now, or None.
+        """
         self.client = client
         self.namespace = namespace
         self.name = name
@@ -57,67 +90,87 @@ class Elector:
         self.renew_deadline = renew_deadline_seconds
         self.retry_seconds = retry_seconds
         self.on_change = on_change
+        self.may_lead = may_lead
         self.monotonic = monotonic
         self.leading = False
+        self._valid_until = 0.0
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
-        self._last_renew = 0.0
         self._changed = anyio.Event()
 
+    def valid_for(self) -> float:
+        """Return the seconds this replica may still write (0 when it does not lead)."""
+        if not self.leading:
+            return 0.0
+        return max(0.0, self._valid_until - self.monotonic())
+
     async def run(self) -> None:
-        """Try to acquire, then renew, every retry period; until cancelled."""
+        """Acquire, then renew, every retry period; until cancelled."""
         while True:
-            held = await self._attempt()
-            now = self.monotonic()
-            if held:
-                self._last_renew = now
-                self._set(leading=True)
-            elif self.leading and now - self._last_renew > self.renew_deadline:
-                log.error("lost the lease %s/%s: could not renew", self.namespace, self.name)
-                self._set(leading=False)
+            await self.round()
             await anyio.sleep(self.retry_seconds)
 
-    async def _attempt(self) -> bool:
-        """Run one acquire/renew, but never past the renew deadline while leading.
-
-        A Lease call that hangs (slow API server) must not keep us "leading" beyond the renew
-        deadline, or a standby that took over could write at the same time as we do.
-        """
-        budget = self.lease_seconds
-        if self.leading:
-            budget = max(0.0, self.renew_deadline - (self.monotonic() - self._last_renew))
-        with anyio.move_on_after(budget):
-            try:
-                return await anyio.to_thread.run_sync(
-                    self.try_acquire_or_renew, abandon_on_cancel=True
-                )
-            except errors.KubeError as exc:
-                log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
-                return False
-        log.warning("lease %s/%s: no answer within %.1fs", self.namespace, self.name, budget)
-        return False
+    async def round(self) -> Outcome | None:
+        """Run one acquire/renew round and update `leading`; None when not allowed to lead."""
+        blocked = self.may_lead()
+        if blocked is not None:
+            if self.leading:
+                log.error("stepping down from %s/%s: %s", self.namespace, self.name, blocked)
+                await self.release(why="stale_cache")
+            return None
+        sent = self.monotonic()
+        outcome = await self._attempt()
+        if outcome is Outcome.HELD:
+            self._valid_until = sent + self.renew_deadline
+            self._set(leading=True, why="acquired")
+        elif outcome is Outcome.OTHER and self.leading:
+            log.error("lost %s/%s: another replica holds it", self.namespace, self.name)
+            self._set(leading=False, why="other_holder")
+        elif self.leading and self.valid_for() <= 0:
+            log.error("lost %s/%s: could not renew in time", self.namespace, self.name)
+            self._set(leading=False, why="renew_deadline")
+        return outcome
 
     async def wait_for(self, *, leading: bool) -> None:
         """Return once `leading` has the given value."""
         while self.leading != leading:
             await self._changed.wait()
 
-    def try_acquire_or_renew(self) -> bool:
-        """Take or renew the Lease once; return True if we hold it afterwards (blocking)."""
+    async def _attempt(self) -> Outcome:
+        """Run one acquire/renew, but never past the validity while leading.
+
+        A Lease call that hangs (slow API server) must not keep us "leading" beyond the renew
+        deadline, or a standby that took over could write at the same time as we do.
+        """
+        budget = self.valid_for() if self.leading else self.lease_seconds
+        with anyio.move_on_after(budget):
+            try:
+                return await self._try()
+            except errors.KubeError as exc:
+                log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
+                return Outcome.FAILED
+        log.warning("lease %s/%s: no answer within %.1fs", self.namespace, self.name, budget)
+        return Outcome.FAILED
+
+    async def _try(self) -> Outcome:
         try:
-            lease = self.client.get(api.LEASES, self.namespace, self.name, urgent=True)
+            lease = await self.client.get(
+                api.LEASES, self.namespace, self.name, lane=lanes.Lane.LEASE
+            )
         except errors.NotFoundError:
-            return self._create()
+            return await self._absent()
         spec = lease.get("spec") or {}
         holder = spec.get("holderIdentity") or ""
-        record = (holder, spec.get("renewTime"), spec.get("leaseTransitions"))
-        now = self.monotonic()
-        if record != self._observed:
-            self._observed, self._observed_at = record, now
-        duration = float(spec.get("leaseDurationSeconds") or self.lease_seconds)
-        if holder and holder != self.identity and now - self._observed_at < duration:
-            return False
-        transitions = int(spec.get("leaseTransitions") or 0)
+        self._observe((holder, spec.get("renewTime"), spec.get("leaseTransitions")))
+        if holder and holder != self.identity:
+            if self.leading:
+                return Outcome.OTHER  # Stop writing now; take it back only once it expires.
+            duration = _duration(spec, self.lease_seconds)
+            if self.monotonic() - self._observed_at < duration:
+                return Outcome.OTHER
+        return await self._take(lease, spec, holder)
+
+    async def _take(self, lease: dict[str, Any], spec: dict[str, Any], holder: str) -> Outcome:
         stamp = _micro_time()
         lease["spec"] = spec | {
             "holderIdentity": self.identity,
@@ -125,36 +178,23 @@ class Elector:
             "renewTime": stamp,
         }
         if holder != self.identity:
+            transitions = int(spec.get("leaseTransitions") or 0)
             lease["spec"] |= {"acquireTime": stamp, "leaseTransitions": transitions + 1}
         try:
-            self.client.replace(api.LEASES, self.namespace, self.name, lease, urgent=True)
+            await self.client.replace(
+                api.LEASES, self.namespace, self.name, lease, lane=lanes.Lane.LEASE
+            )
         except errors.ConflictError:
-            return False
-        return True
+            return Outcome.FAILED
+        return Outcome.HELD
 
-    async def release(self) -> None:
-        """Give the Lease up if we hold it; errors are logged, not raised."""
+    async def _absent(self) -> Outcome:
+        """Create a missing Lease: at once while we lead, else after a lease duration."""
         if not self.leading:
-            return
-        self._set(leading=False)
-        await anyio.to_thread.run_sync(self._release)
-
-    def _release(self) -> None:
-        try:
-            lease = self.client.get(api.LEASES, self.namespace, self.name, urgent=True)
-            if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
-                return
-            lease["spec"] |= {
-                "holderIdentity": "",
-                "leaseDurationSeconds": 1,
-                "renewTime": _micro_time(),
-            }
-            self.client.replace(api.LEASES, self.namespace, self.name, lease, urgent=True)
-            log.info("released the lease %s/%s", self.namespace, self.name)
-        except errors.KubeError as exc:
-            log.warning("could not release the lease %s/%s: %s", self.namespace, self.name, exc)
-
-    def _create(self) -> bool:
+            if self._observed is None:
+                self._observe(_ABSENT)
+            if self.monotonic() - self._observed_at < self.lease_seconds:
+                return Outcome.OTHER
         stamp = _micro_time()
         body = {
             "apiVersion": "coordination.k8s.io/v1",
@@ -169,18 +209,55 @@ class Elector:
             },
         }
         try:
-            self.client.create(api.LEASES, self.namespace, body, urgent=True)
+            await self.client.create(api.LEASES, self.namespace, body, lane=lanes.Lane.LEASE)
         except errors.AlreadyExistsError:
-            return False
-        return True
+            return Outcome.FAILED
+        return Outcome.HELD
 
-    def _set(self, *, leading: bool) -> None:
+    def _observe(self, record: tuple[Any, ...]) -> None:
+        if record != self._observed:
+            self._observed, self._observed_at = record, self.monotonic()
+
+    async def release(self, *, why: str = "released") -> None:
+        """Stop leading and give the Lease up if we hold it; errors are logged, not raised."""
+        if not self.leading:
+            return
+        self._set(leading=False, why=why)
+        try:
+            lease = await self.client.get(
+                api.LEASES, self.namespace, self.name, lane=lanes.Lane.LEASE
+            )
+            if (lease.get("spec") or {}).get("holderIdentity") != self.identity:
+                return
+            lease["spec"] |= {
+                "holderIdentity": "",
+                "leaseDurationSeconds": 1,
+                "renewTime": _micro_time(),
+            }
+            await self.client.replace(
+                api.LEASES, self.namespace, self.name, lease, lane=lanes.Lane.LEASE
+            )
+            log.info("released the lease %s/%s", self.namespace, self.name)
+        except errors.KubeError as exc:
+            log.warning("could not release the lease %s/%s: %s", self.namespace, self.name, exc)
+
+    def _set(self, *, leading: bool, why: str) -> None:
         if leading == self.leading:
             return
         self.leading = leading
         log.info(
-            "%s leadership of %s/%s", "acquired" if leading else "lost", self.namespace, self.name
+            "%s leadership of %s/%s (%s)",
+            "acquired" if leading else "lost",
+            self.namespace,
+            self.name,
+            why,
         )
-        self.on_change(leading)
+        self.on_change(leading, why)
         self._changed.set()
         self._changed = anyio.Event()
+
+
+def _duration(spec: dict[str, Any], default: float) -> float:
+    """Return the holder's declared lease duration (seconds), or `default` if unusable."""
+    raw = spec.get("leaseDurationSeconds")
+    return float(raw) if isinstance(raw, int) and 0 < raw < 3600 else default  # noqa: PLR2004

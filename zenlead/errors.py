@@ -4,7 +4,9 @@
 
     ZenleadError
     ├── ConfigError            a setting or annotation is invalid; the message names the key
-    ├── NotLeadingError        a write was refused: this replica lost the Lease
+    ├── NotLeadingError        a write was refused: this replica does not hold the Lease now
+    ├── StaleCacheError        the cache is older than our own last write; look again shortly
+    ├── CircuitOpenError       an ordinary call was refused: the API server keeps failing
     └── KubeError              the Kubernetes API refused or failed a call (zenlead.kube)
         ├── NotFoundError      404
         ├── ConflictError      409 with a stale resourceVersion or failed precondition
@@ -12,7 +14,7 @@
         ├── GoneError          410: a watch's resourceVersion is too old; relist
         ├── ForbiddenError     403: RBAC denies the call
         ├── InvalidError       422: the API server's validation rejected the object
-        ├── ThrottledError     429
+        ├── ThrottledError     429 (`retry_after`: seconds the server asked us to wait)
         ├── ServerError        5xx
         └── UnavailableError   no HTTP answer (connection refused, timeout, TLS)
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 __all__ = (
     "AlreadyExistsError",
+    "CircuitOpenError",
     "ConfigError",
     "ConflictError",
     "ForbiddenError",
@@ -30,6 +33,7 @@ __all__ = (
     "NotFoundError",
     "NotLeadingError",
     "ServerError",
+    "StaleCacheError",
     "ThrottledError",
     "UnavailableError",
     "ZenleadError",
@@ -45,7 +49,23 @@ class ConfigError(ZenleadError):
 
 
 class NotLeadingError(ZenleadError):
-    """A write was refused because this replica no longer holds the Lease."""
+    """A write was refused because this replica does not hold a valid Lease at send time."""
+
+
+class StaleCacheError(ZenleadError):
+    """The informer cache has not caught up with a write of ours; reconcile again shortly."""
+
+
+class CircuitOpenError(ZenleadError):
+    """An ordinary API call was refused locally because the API server keeps failing.
+
+    `retry_after` is the time until the circuit lets a trial call through.
+    """
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        """Record `message` and when to try again."""
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class KubeError(ZenleadError):
@@ -82,7 +102,12 @@ class InvalidError(KubeError):
 
 
 class ThrottledError(KubeError):
-    """The API server asked us to slow down (429)."""
+    """The API server asked us to slow down (429); `retry_after` is its Retry-After, seconds."""
+
+    def __init__(self, message: str, *, status: int = 429, retry_after: float = 1.0) -> None:
+        """Record `message`, the status and how long the server asked us to wait."""
+        super().__init__(message, status=status)
+        self.retry_after = retry_after
 
 
 class ServerError(KubeError):

@@ -3,21 +3,21 @@
 Called by the workers in `app` with a `model.ServiceKey`. Level-triggered and idempotent: it
 recomputes the wanted leader Service and EndpointSlice from the cached source Service, its
 pods and the current leader (read back from our slice), compares with what exists and writes
-only when they differ, so running it twice does nothing the second time. It performs no GET:
-the informers' cache is the only source of state. Errors propagate to the worker, which
-requeues with backoff. Returns seconds after which to look again (min-ready-duration), or None.
+only when they differ, so running it twice does nothing the second time. It reads only the
+informers' cache (one GET, after an AlreadyExists, tells our own not-yet-seen object from a
+foreign one). Writes go through `kube.lanes` (traffic moves on their own lane; every write is
+fenced on the Lease) and are pinned in the cache, so an older relist cannot take them back.
+Errors propagate to the worker, whose `retries.Policy` decides. Returns seconds after which to
+look again (min-ready-duration, panic), or None.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
-import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
-
-import anyio
 
 from zenlead import (
     errors,
@@ -30,14 +30,18 @@ from zenlead import (
     svcconfig,
     tracing,
 )
-from zenlead.kube import api
+from zenlead.kube import api, lanes
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Awaitable, Callable, Mapping
 
     from zenlead import metrics, probing, recorder
+    from zenlead.kube import store
 
 __all__ = ("Reconciler",)
+
+_TRAFFIC = lanes.Lane.TRAFFIC
+_ORDINARY = lanes.Lane.ORDINARY
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +57,12 @@ class Reconciler:
         self,
         *,
         cache: mapping.Cache,
-        client: api.Api,
+        client: lanes.Lanes,
         events: recorder.Recorder,
         metrics_: metrics.Metrics,
         failures: mapping.FailureClock,
         max_services_per_namespace: int = 1000,
         pool: probing.Pool | None = None,
-        may_write: Callable[[], bool] = lambda: True,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -71,7 +74,6 @@ class Reconciler:
         self.failures = failures
         self.max_services = max_services_per_namespace
         self.pool = pool
-        self.may_write = may_write
         self.probe_configs: dict[model.ServiceKey, probeconfig.ProbeConfig] = {}
         self.panicking: set[model.ServiceKey] = set()
         self.wall_clock = wall_clock
@@ -307,27 +309,24 @@ class Reconciler:
         want = objects.leader_service(
             source, config=config, decision=decision, history=carried | dict(history), extra=extra
         )
-        namespace = want["metadata"]["namespace"]
         if existing is not None and objects.service_needs_recreate(want, existing):
             await self._delete(api.SERVICES, existing)
             existing = None
         if existing is None:
-            created = await self._write(source, self.client.create, api.SERVICES, namespace, want)
+            created = await self._create(source, api.SERVICES, want, lane=_ORDINARY)
             self.events.normal(
                 source,
                 "LeaderServiceCreated",
                 f"created leader Service {config.leader_service_name}",
             )
-            return self._remember(self.cache.services, created)
+            return created
         if not objects.service_needs_update(want, existing):
             return existing
         patch = _merge_patch(want, existing, body={"spec": want["spec"] | {"selector": None}})
         # The leader annotations are part of a failover; a mere metadata sync can wait.
-        call = self._urgent(self.client.patch) if decision.changed else self.client.patch
-        patched = await self._write(
-            source, call, api.SERVICES, namespace, existing["metadata"]["name"], patch
-        )
-        return self._remember(self.cache.services, patched)
+        lane = _TRAFFIC if decision.changed else _ORDINARY
+        name = existing["metadata"]["name"]
+        return await self._patch(source, api.SERVICES, name, patch, lane=lane)
 
     async def _ensure_slice(
         self,
@@ -347,23 +346,7 @@ class Reconciler:
             await self._delete(api.ENDPOINTSLICES, existing)
             existing = None
         if existing is None:
-            try:
-                created = await self._write(
-                    source,
-                    self._urgent(self.client.create),
-                    api.ENDPOINTSLICES,
-                    key.namespace,
-                    want,
-                )
-            except errors.AlreadyExistsError:
-                self.events.warning(
-                    source,
-                    "EndpointSliceConflict",
-                    f"an EndpointSlice named {want['metadata']['name']!r} exists and was not "
-                    "created by zen-lead; not touching it",
-                )
-                raise
-            self._remember(self.cache.slices, created)
+            await self._create(source, api.ENDPOINTSLICES, want, lane=_TRAFFIC)
             return
         if not objects.slice_needs_update(want, existing):
             return
@@ -371,47 +354,90 @@ class Reconciler:
             want, existing, body={"endpoints": want["endpoints"], "ports": want["ports"]}
         )
         name = existing["metadata"]["name"]
-        patched = await self._write(
-            source, self._urgent(self.client.patch), api.ENDPOINTSLICES, key.namespace, name, patch
-        )
-        self._remember(self.cache.slices, patched)
+        await self._patch(source, api.ENDPOINTSLICES, name, patch, lane=_TRAFFIC)
 
-    async def _write(self, source: Mapping[str, Any], call: Any, *args: Any) -> dict[str, Any]:
-        self._fence()
+    async def _create(
+        self,
+        source: Mapping[str, Any],
+        res: api.Resource,
+        body: dict[str, Any],
+        *,
+        lane: lanes.Lane,
+    ) -> dict[str, Any]:
+        """Create `body`; on AlreadyExists, adopt what is ours or warn about what is not."""
+        namespace = body["metadata"]["namespace"]
         try:
-            result: dict[str, Any] = await anyio.to_thread.run_sync(call, *args)
+            created: dict[str, Any] = await self._counted(
+                source, self.client.create(res, namespace, body, lane=lane)
+            )
+        except errors.AlreadyExistsError:
+            await self._already_exists(source, res, body)
+            raise
+        self._store(res).pin(created)
+        return created
+
+    async def _already_exists(
+        self, source: Mapping[str, Any], res: api.Resource, body: dict[str, Any]
+    ) -> None:
+        """Tell our own object that the cache has not seen yet from someone else's.
+
+        Ours (a write whose answer was lost, or a relist older than our create): pin it into
+        the cache and retry shortly (`StaleCacheError`). Not ours: warn, and leave it alone.
+        """
+        meta = body["metadata"]
+        found = await self.client.get(res, meta["namespace"], meta["name"], lane=_ORDINARY)
+        source_name = source["metadata"]["name"]
+        if res is api.SERVICES:
+            ours = objects.owns_service(found, source_name=source_name, source_uid=None)
+        else:
+            ours = objects.owns_slice(found, source_name=source_name, leader_uid=None)
+        if ours:
+            self._store(res).pin(found)
+            raise errors.StaleCacheError(f"{res.singular} {meta['name']} exists: cache behind")
+        if res is api.ENDPOINTSLICES:
+            self.events.warning(
+                source,
+                "EndpointSliceConflict",
+                f"an EndpointSlice named {meta['name']!r} exists and was not "
+                "created by zen-lead; not touching it",
+            )
+
+    async def _patch(
+        self,
+        source: Mapping[str, Any],
+        res: api.Resource,
+        name: str,
+        patch: dict[str, Any],
+        *,
+        lane: lanes.Lane,
+    ) -> dict[str, Any]:
+        namespace = source["metadata"]["namespace"]
+        patched: dict[str, Any] = await self._counted(
+            source, self.client.patch(res, namespace, name, patch, lane=lane)
+        )
+        self._store(res).pin(patched)
+        return patched
+
+    async def _counted(self, source: Mapping[str, Any], call: Awaitable[Any]) -> Any:
+        """Await a write; count it in ``zen_lead_endpoint_write_errors_total`` if it fails."""
+        try:
+            return await call
         except errors.KubeError:
             meta = source["metadata"]
             self.metrics.write_errors.labels(meta["namespace"], meta["name"]).inc()
             self.metrics.track(self.metrics.write_errors, meta["namespace"], meta["name"])
             raise
-        return result
 
     async def _delete(self, res: api.Resource, obj: Mapping[str, Any]) -> None:
-        self._fence()
         meta = obj["metadata"]
         with contextlib.suppress(errors.NotFoundError):
-            await anyio.to_thread.run_sync(
-                lambda: self.client.delete(res, meta["namespace"], meta["name"], uid=meta["uid"])
+            await self.client.delete(
+                res, meta["namespace"], meta["name"], uid=meta["uid"], lane=_ORDINARY
             )
-        target = self.cache.services if res is api.SERVICES else self.cache.slices
-        target.remove(meta["namespace"], meta["name"])
+        self._store(res).pin_deleted(meta["namespace"], meta["name"], meta["uid"])
 
-    def _fence(self) -> None:
-        """Refuse to write once this replica no longer holds the Lease (checked per write)."""
-        if not self.may_write():
-            raise errors.NotLeadingError("this replica no longer holds the Lease; not writing")
-
-    @staticmethod
-    def _urgent(call: Callable[..., dict[str, Any]]) -> Callable[..., dict[str, Any]]:
-        """Slice writes move traffic: they never wait behind the client-side rate limit."""
-        return functools.partial(call, urgent=True)
-
-    @staticmethod
-    def _remember(target: Any, obj: dict[str, Any]) -> dict[str, Any]:
-        """Write-through: the cache sees our write before its watch event arrives."""
-        target.upsert(obj)
-        return obj
+    def _store(self, res: api.Resource) -> store.Store[dict[str, Any]]:
+        return self.cache.services if res is api.SERVICES else self.cache.slices
 
     # Cleanup -----------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from zenlead import errors, tracing
-from zenlead.kube import api
+from zenlead.kube import api, lanes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -50,7 +50,7 @@ class Recorder:
 
     def __init__(
         self,
-        client: api.Api,
+        client: lanes.Lanes,
         *,
         metrics_: metrics.Metrics,
         burst: int = 10,
@@ -79,14 +79,21 @@ class Recorder:
         self._queue(source, "Warning", reason, message)
 
     async def run(self) -> None:
-        """Send queued Events until cancelled."""
-        async with self._send, self._receive:
-            async for body in self._receive:
-                namespace = body["metadata"]["namespace"]
-                try:
-                    await anyio.to_thread.run_sync(self._client.create, api.EVENTS, namespace, body)
-                except errors.KubeError as exc:
-                    log.warning("could not record Event %s: %s", body["reason"], exc)
+        """Send queued Events until cancelled; no failure of one Event stops the others."""
+        async for body in self._receive:  # The stream stays open: a restarted run resumes.
+            namespace = body["metadata"]["namespace"]
+            try:
+                await self._client.create(api.EVENTS, namespace, body, lane=lanes.Lane.ORDINARY)
+            except (errors.KubeError, errors.CircuitOpenError) as exc:
+                log.warning("could not record Event %s: %s", body["reason"], exc)
+            except Exception:
+                # Events are advisory: an unexpected failure is logged, never fatal.
+                log.exception("could not record Event %s", body["reason"])
+
+    def close(self) -> None:
+        """Close the queue (controller shutdown); Events queued later are dropped and counted."""
+        self._send.close()
+        self._receive.close()
 
     def _queue(self, source: Mapping[str, Any], kind: str, reason: str, message: str) -> None:
         meta = source.get("metadata") or {}

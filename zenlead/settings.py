@@ -162,6 +162,31 @@ FIELDS: tuple[Field, ...] = (
         _between(0.1, 60),
     ),
     Field(
+        "max_cache_staleness_seconds",
+        float,
+        10.0,
+        "an informer out of touch with the API server for longer than this makes the cache "
+        "stale: /readyz fails and this replica neither leads nor reconciles (1-300)",
+        _between(1, 300),
+    ),
+    Field(
+        "dead_letter_after_seconds",
+        float,
+        30.0,
+        "a Service whose reconcile has failed 8 times in a row over at least this long is "
+        "parked (Warning ReconcileFailing, zen_lead_dead_letter_services): retried slowly, "
+        "last routing kept (1-3600)",
+        _between(1, 3600),
+    ),
+    Field(
+        "dead_letter_retry_seconds",
+        float,
+        300.0,
+        "retry interval of a parked Service; its Service and pod events still retry at once "
+        "(1-3600)",
+        _between(1, 3600),
+    ),
+    Field(
         "trace_sample_ratio",
         float,
         0.0,
@@ -205,6 +230,9 @@ class Settings:
     lease_duration_seconds: float = 15.0
     renew_deadline_seconds: float = 10.0
     retry_period_seconds: float = 2.0
+    max_cache_staleness_seconds: float = 10.0
+    dead_letter_after_seconds: float = 30.0
+    dead_letter_retry_seconds: float = 300.0
     trace_sample_ratio: float = 0.0
     otlp_endpoint: str | None = None
     log_format: str = "text"

@@ -87,11 +87,16 @@ class WorkQueue(Generic[K]):
 
     def add_rate_limited(self, key: K) -> float:
         """Queue `key` after its backoff; return the delay used."""
+        delay = self.backoff(key)
+        self.add_after(key, delay)
+        return delay
+
+    def backoff(self, key: K) -> float:
+        """Count one more failure of `key` and return its backoff (without queueing it)."""
         failures = self._failures.get(key, 0)
         self._failures[key] = failures + 1
         # Cap the exponent: 2.0**1024 overflows a float long after the delay hit its cap.
         delay: float = min(self._max, self._base * (2.0 ** min(failures, 64)))
-        self.add_after(key, delay)
         return delay
 
     def forget(self, key: K) -> None:

@@ -86,14 +86,18 @@ def make_pod(core: client.CoreV1Api, api: Any, namespace: str) -> Callable[..., 
 
 @pytest.fixture
 def start_controller(
-    control_plane: controlplane.ControlPlane, namespace: str
+    control_plane: controlplane.ControlPlane, api: Any, namespace: str
 ) -> Iterator[Callable[..., running.RunningController]]:
     """Return ``start(**settings)``: run a controller watching the test namespace (stopped after).
 
     Election is on with short timings (lease 3 s, renew deadline 2 s, retry 0.2 s) and the
-    Lease lives in the test namespace, so tests never share a Lease.
+    Lease lives in the test namespace, so tests never share a Lease. The Lease starts out
+    released (no holder), so the first controller leads at once instead of first watching a
+    missing Lease for a lease duration.
     """
     started: list[running.RunningController] = []
+    lease = settings.Settings().leader_election_id
+    running.released_lease(api, namespace=namespace, name=lease)
 
     def start(**overrides: Any) -> running.RunningController:
         values: dict[str, Any] = {

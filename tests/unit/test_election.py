@@ -1,48 +1,263 @@
-"""The elector never stays leader past its renew deadline, even when a Lease call hangs."""
+"""The elector's one-writer rules, on an in-memory Lease and a fake clock."""
 
 from __future__ import annotations
 
-import threading
+import copy
 import time
 from typing import Any
 
+import anyio
 import pytest
 
+from tests import helpers
 from zenlead import election, errors
 
-
-class HangingApi:
-    """A Lease API whose every call blocks until released (a wedged API server)."""
-
-    def __init__(self) -> None:
-        """Start blocked."""
-        self.release = threading.Event()
-
-    def get(self, *_args: Any, **_kwargs: Any) -> dict[str, Any]:
-        """Block, then fail like an unreachable server."""
-        self.release.wait(10)
-        raise errors.UnavailableError("gone")
+pytestmark = pytest.mark.anyio
 
 
-@pytest.mark.anyio
-async def test_hanging_renew_gives_up_at_the_deadline() -> None:
-    """A renew that hangs returns 'not held' when the renew deadline is reached."""
-    api = HangingApi()
+class LeaseApi:
+    """An in-memory Lease endpoint with resourceVersion conflicts, like the API server's."""
+
+    def __init__(self, clock: helpers.FakeClock | None = None) -> None:
+        """Start without a Lease; `delay` seconds are added to the clock by each call."""
+        self.lease: dict[str, Any] | None = None
+        self.version = 0
+        self.clock = clock
+        self.delay = 0.0
+        self.calls: list[str] = []
+
+    def _tick(self) -> None:
+        if self.clock is not None:
+            self.clock.advance(self.delay)
+
+    async def get(self, _res: Any, _ns: str, _name: str, *, lane: Any) -> dict[str, Any]:
+        """Return a copy of the Lease, or raise NotFoundError."""
+        del lane
+        self.calls.append("get")
+        self._tick()
+        if self.lease is None:
+            raise errors.NotFoundError("no lease", status=404)
+        return copy.deepcopy(self.lease)
+
+    async def create(self, _res: Any, _ns: str, body: dict[str, Any], *, lane: Any) -> Any:
+        """Create the Lease unless it exists."""
+        del lane
+        self.calls.append("create")
+        self._tick()
+        if self.lease is not None:
+            raise errors.AlreadyExistsError("exists", status=409)
+        self.version += 1
+        self.lease = copy.deepcopy(body)
+        self.lease["metadata"]["resourceVersion"] = str(self.version)
+        return copy.deepcopy(self.lease)
+
+    async def replace(self, _r: Any, _ns: str, _n: str, body: dict[str, Any], *, lane: Any) -> Any:
+        """Replace the Lease if `body` carries the current resourceVersion."""
+        del lane
+        self.calls.append("replace")
+        self._tick()
+        if self.lease is None:
+            raise errors.NotFoundError("no lease", status=404)
+        if body["metadata"].get("resourceVersion") != self.lease["metadata"]["resourceVersion"]:
+            raise errors.ConflictError("conflict", status=409)
+        self.version += 1
+        self.lease = copy.deepcopy(body)
+        self.lease["metadata"]["resourceVersion"] = str(self.version)
+        return copy.deepcopy(self.lease)
+
+    def put_holder(self, holder: str) -> None:
+        """Write the Lease as another client would (a new record)."""
+        self.version += 1
+        spec = {"holderIdentity": holder, "renewTime": f"t{self.version}", "leaseTransitions": 1}
+        self.lease = {
+            "metadata": {"name": "lease", "resourceVersion": str(self.version)},
+            "spec": spec | {"leaseDurationSeconds": 15},
+        }
+
+    @property
+    def holder(self) -> str | None:
+        """Return the holder recorded in the Lease (None when there is no Lease)."""
+        return None if self.lease is None else self.lease["spec"].get("holderIdentity")
+
+
+@pytest.fixture
+def clock() -> helpers.FakeClock:
+    """Return a fake monotonic clock."""
+    return helpers.FakeClock(100.0)
+
+
+def make(api: Any, clock: Any, **kwargs: Any) -> election.Elector:
+    """Return an elector with lease 15 s, renew deadline 10 s, retry 2 s on `clock`."""
+    changes: list[tuple[bool, str]] = []
     elector = election.Elector(
-        api,  # type: ignore[arg-type]
+        api,
         namespace="ns",
         name="lease",
         identity="me",
-        lease_seconds=2.0,
-        renew_deadline_seconds=0.3,
-        retry_seconds=0.1,
+        monotonic=clock,
+        on_change=lambda leading, why: changes.append((leading, why)),
+        **kwargs,
     )
+    elector.changes = changes  # type: ignore[attr-defined]
+    return elector
+
+
+async def test_released_lease_is_taken_at_once(clock: helpers.FakeClock) -> None:
+    """A Lease with an empty holder (released on shutdown) is acquired in one round."""
+    api = LeaseApi()
+    api.put_holder("")
+    elector = make(api, clock)
+    assert await elector.round() is election.Outcome.HELD
+    assert elector.leading
+    assert api.holder == "me"
+
+
+async def test_validity_is_stamped_at_send_time(clock: helpers.FakeClock) -> None:
+    """A renewal that takes 3 s to answer leaves 7 s of the 10 s deadline, not 10."""
+    api = LeaseApi(clock)
+    api.put_holder("")
+    api.delay = 1.5  # Each of the GET and the PUT takes 1.5 s.
+    elector = make(api, clock)
+    await elector.round()
+    assert elector.valid_for() == pytest.approx(7.0)
+
+
+async def test_another_holder_ends_leadership_at_once(clock: helpers.FakeClock) -> None:
+    """Reading someone else in the Lease stops writes that round, long before the deadline."""
+    api = LeaseApi()
+    api.put_holder("")
+    elector = make(api, clock)
+    await elector.round()
+    clock.advance(1.0)
+    api.put_holder("other")
+    assert await elector.round() is election.Outcome.OTHER
+    assert not elector.leading
+    assert elector.valid_for() == 0.0
+    assert elector.changes[-1] == (False, "other_holder")  # type: ignore[attr-defined]
+
+
+async def test_other_holder_is_taken_over_only_after_its_duration(
+    clock: helpers.FakeClock,
+) -> None:
+    """A record left unchanged is free after its 15 s duration on our clock, not before."""
+    api = LeaseApi()
+    api.put_holder("dead")
+    elector = make(api, clock)
+    assert await elector.round() is election.Outcome.OTHER
+    clock.advance(14.9)
+    assert await elector.round() is election.Outcome.OTHER
+    clock.advance(0.2)
+    assert await elector.round() is election.Outcome.HELD
+    assert api.lease is not None
+    assert api.lease["spec"]["leaseTransitions"] == 2
+
+
+async def test_missing_lease_is_not_a_free_leadership(clock: helpers.FakeClock) -> None:
+    """A Lease never seen must stay absent a whole lease duration before it is created."""
+    api = LeaseApi()
+    elector = make(api, clock)
+    assert await elector.round() is election.Outcome.OTHER
+    clock.advance(14.0)
+    assert await elector.round() is election.Outcome.OTHER
+    assert "create" not in api.calls
+    clock.advance(1.1)
+    assert await elector.round() is election.Outcome.HELD
+    assert api.holder == "me"
+
+
+async def test_deleting_the_lease_does_not_reset_its_clock(clock: helpers.FakeClock) -> None:
+    """After a deletion the last record seen stays in force: no takeover before it expires."""
+    api = LeaseApi()
+    api.put_holder("leader")
+    elector = make(api, clock)
+    await elector.round()
+    clock.advance(10.0)
+    api.lease = None  # Deleted under a live leader.
+    assert await elector.round() is election.Outcome.OTHER
+    clock.advance(4.0)
+    assert await elector.round() is election.Outcome.OTHER
+    clock.advance(1.1)
+    assert await elector.round() is election.Outcome.HELD
+
+
+async def test_recreated_lease_keeps_a_standby_waiting(clock: helpers.FakeClock) -> None:
+    """A leader that re-creates its deleted Lease resets the standby's clock."""
+    api = LeaseApi()
+    api.put_holder("leader")
+    standby = make(api, clock)
+    for _ in range(20):  # 20 s of the Lease deleted and re-created every second.
+        await standby.round()
+        clock.advance(0.5)
+        api.lease = None
+        await standby.round()
+        clock.advance(0.5)
+        api.put_holder("leader")
+    assert not standby.leading
+    assert "create" not in api.calls
+
+
+async def test_leader_recreates_a_deleted_lease_at_once(clock: helpers.FakeClock) -> None:
+    """The holder re-creates its Lease on the next round and keeps leading."""
+    api = LeaseApi()
+    api.put_holder("")
+    elector = make(api, clock)
+    await elector.round()
+    api.lease = None
+    clock.advance(2.0)
+    assert await elector.round() is election.Outcome.HELD
+    assert elector.leading
+    assert api.holder == "me"
+
+
+async def test_failed_renewals_end_leadership_at_the_deadline(clock: helpers.FakeClock) -> None:
+    """Renewals that fail keep the replica leading until the deadline, then it stops."""
+    api = LeaseApi()
+    api.put_holder("")
+    elector = make(api, clock)
+    await elector.round()
+
+    async def fail(*_a: Any, **_k: Any) -> Any:
+        raise errors.UnavailableError("connection refused")
+
+    api.get = fail  # type: ignore[method-assign]
+    clock.advance(9.0)
+    assert await elector.round() is election.Outcome.FAILED
+    assert elector.leading
+    assert elector.valid_for() == pytest.approx(1.0)
+    clock.advance(1.5)
+    await elector.round()
+    assert not elector.leading
+    assert elector.changes[-1] == (False, "renew_deadline")  # type: ignore[attr-defined]
+
+
+async def test_stale_cache_releases_and_blocks(clock: helpers.FakeClock) -> None:
+    """A replica whose cache is stale hands the Lease over and does not take it again."""
+    api = LeaseApi()
+    api.put_holder("")
+    stale: list[str] = []
+    elector = make(api, clock, may_lead=lambda: stale[0] if stale else None)
+    await elector.round()
+    stale.append("cache stale: pods@ns out of touch for 12s")
+    assert await elector.round() is None
+    assert not elector.leading
+    assert api.holder == ""
+    assert await elector.round() is None
+    assert api.holder == ""
+    assert elector.changes[-1] == (False, "stale_cache")  # type: ignore[attr-defined]
+
+
+async def test_hanging_renew_gives_up_at_the_deadline() -> None:
+    """A renewal that hangs is abandoned when the validity runs out (real time)."""
+
+    class Hanging(LeaseApi):
+        async def get(self, *_a: Any, **_k: Any) -> dict[str, Any]:
+            await anyio.sleep(10)
+            return {}
+
+    elector = make(Hanging(), time.monotonic, renew_deadline_seconds=0.3, lease_seconds=2.0)
     elector.leading = True
-    elector._last_renew = time.monotonic()
+    elector._valid_until = time.monotonic() + 0.3
     start = time.monotonic()
-    try:
-        held = await elector._attempt()
-    finally:
-        api.release.set()
-    assert held is False
+    assert await elector.round() is election.Outcome.FAILED
     assert 0.2 < time.monotonic() - start < 1.0
+    assert not elector.leading

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from zenlead import errors
 from zenlead.kube import api, informers, store
 
@@ -114,3 +116,98 @@ def test_outage_relists_after_backoff() -> None:
     )
     _run(fake)
     assert fake.list_calls == 2
+
+
+def test_handler_that_raises_is_contained() -> None:
+    """A handler that raises for one object is counted; later objects are still handled."""
+    fake = FakeApi(
+        lists=[[]],
+        watches=[
+            [
+                {"type": "ADDED", "object": _svc("bad", "2")},
+                {"type": "ADDED", "object": _svc("good", "3")},
+            ]
+        ],
+    )
+    target: store.Store[dict[str, Any]] = store.Store(
+        lambda o: (o["metadata"]["namespace"], o["metadata"]["name"])
+    )
+    seen: list[str] = []
+
+    def handler(_old: Any, new: Any, _at: float) -> None:
+        name = new["metadata"]["name"]
+        if name == "bad":
+            raise RecursionError("maximum recursion depth exceeded")
+        seen.append(name)
+
+    informer = informers.Informer(
+        fake,  # type: ignore[arg-type]
+        api.SERVICES,
+        namespace="ns",
+        target=target,
+        transform=lambda raw: raw,
+        handler=handler,
+    )
+    fake.informer = informer
+    informer.run()
+    assert seen == ["good"]
+    assert informer.handler_errors == 1
+    assert sorted(o["metadata"]["name"] for o in target.values()) == ["bad", "good"]
+
+
+def test_unexpected_error_relists_instead_of_ending() -> None:
+    """An error that is no API error (a bug) backs off and relists; the loop never ends."""
+    fake = FakeApi(lists=[[_svc("a", "1")], [_svc("a", "1")]], watches=[ValueError("bug")])
+    _run(fake)
+    assert fake.list_calls == 2
+
+
+def test_staleness_counts_from_the_failure_until_back_in_touch() -> None:
+    """Out of touch from the first failure; a successful list puts it back in touch."""
+    fake = FakeApi(lists=[[]], watches=[])
+    informer = informers.Informer(
+        fake,  # type: ignore[arg-type]
+        api.SERVICES,
+        namespace="ns",
+        target=store.Store(lambda o: ("ns", o["metadata"]["name"])),
+        transform=lambda raw: raw,
+        handler=lambda *_args: None,
+    )
+    assert informer.staleness() >= 0  # Not in touch before the first list.
+    informer._lose()
+    informer._lost_at = informer._lost_at - 12.0  # type: ignore[operator]
+    assert informer.staleness() >= 12.0
+    fake.informer = informer
+    informer.run()
+    assert informer.staleness() == 0.0
+    assert informer.relists == 1
+
+
+def test_backoff_resets_after_a_successful_list(monkeypatch: pytest.MonkeyPatch) -> None:
+    """After an outage that ends, the next failure backs off from the start again (0.2 s)."""
+    monkeypatch.setattr(informers.random, "uniform", lambda _low, _high: 1.0)
+    waits: list[float] = []
+    fake = FakeApi(
+        lists=[[]],
+        watches=[
+            errors.ForbiddenError("rbac bootstrap", status=403),
+            errors.ForbiddenError("rbac bootstrap", status=403),
+            errors.ForbiddenError("rbac bootstrap", status=403),
+            errors.UnavailableError("restarting"),
+            errors.UnavailableError("restarting"),
+        ],
+    )
+    informer = informers.Informer(
+        fake,  # type: ignore[arg-type]
+        api.SERVICES,
+        namespace="ns",
+        target=store.Store(lambda o: ("ns", o["metadata"]["name"])),
+        transform=lambda raw: raw,
+        handler=lambda *_args: None,
+    )
+    informer._stopping.wait = lambda seconds: waits.append(seconds) or False  # type: ignore[method-assign,func-returns-value]
+    fake.informer = informer
+    informer.run()
+    # 403s keep the resourceVersion (0.2, 0.4, 0.8 s); the first outage doubles again and
+    # relists, which succeeds and resets: the next failure waits 0.2 s again, not 3.2 s.
+    assert waits == pytest.approx([0.2, 0.4, 0.8, 1.6, 0.2])

@@ -225,3 +225,73 @@ def test_replace_empties_namespace_listing() -> None:
     store.replace([], scope=None)
     assert store.namespaces() == []
     assert store.count() == 0
+
+
+def ours(name: str, version: str, uid: str = "u1") -> dict[str, Any]:
+    """Return a raw object with a uid, as the API server answers a write."""
+    raw = obj("ns", name, version)
+    raw["metadata"]["uid"] = uid
+    return raw
+
+
+class TestPins:
+    """Our own writes are not taken back by a relist or watch event from before them."""
+
+    def test_relist_older_than_our_create_keeps_it(self) -> None:
+        """A list at version 5 delivered after our create at version 7 does not drop it."""
+        store = filled()
+        store.pin(ours("s", "7"))
+        store.replace([], scope="ns", version="5")
+        assert store.get("ns", "s") == ours("s", "7")
+        store.replace([], scope="ns", version="8")
+        assert store.get("ns", "s") is None, "a list after our write is believed"
+
+    def test_relist_older_than_our_patch_keeps_the_patch(self) -> None:
+        """A list showing the version before our patch does not roll the patch back."""
+        store = filled(ours("s", "3"))
+        store.pin(ours("s", "9"))
+        store.replace([ours("s", "3")], scope="ns", version="6")
+        assert store.get("ns", "s")["metadata"]["resourceVersion"] == "9"
+
+    def test_watch_event_older_than_our_write_is_ignored(self) -> None:
+        """A MODIFIED event below our version is refused; ours, or newer, is admitted."""
+        store = filled()
+        store.pin(ours("s", "9"))
+        assert not store.admit(ours("s", "8"), deleted=False)
+        assert store.admit(ours("s", "9"), deleted=False)
+        assert store.admit(ours("s", "8"), deleted=False), "the pin is gone once confirmed"
+
+    def test_deleted_object_does_not_come_back(self) -> None:
+        """After our delete, a relist or event still showing the object does not restore it."""
+        store = filled(ours("s", "3"))
+        store.pin_deleted("ns", "s", "u1")
+        store.replace([ours("s", "3")], scope="ns", version="4")
+        assert store.get("ns", "s") is None
+        assert not store.admit(ours("s", "3"), deleted=False)
+        assert store.admit(ours("s", "5"), deleted=True)
+
+    def test_new_object_of_that_name_is_admitted(self) -> None:
+        """Someone creating a new object (new uid) under the deleted name is seen at once."""
+        store = filled(ours("s", "3"))
+        store.pin_deleted("ns", "s", "u1")
+        store.replace([ours("s", "12", uid="u2")], scope="ns", version="12")
+        assert store.get("ns", "s")["metadata"]["uid"] == "u2"
+
+    def test_non_numeric_versions_are_not_pinned(self) -> None:
+        """Without comparable versions there is no pin: the informer's view wins as before."""
+        store = filled()
+        store.pin(ours("s", "abc"))
+        store.replace([], scope="ns", version="1")
+        assert store.get("ns", "s") is None
+
+    def test_unconfirmed_pins_expire(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A pin never confirmed by the informer is dropped after PIN_SECONDS."""
+        from zenlead.kube import store as store_mod  # noqa: PLC0415
+
+        now = [1000.0]
+        monkeypatch.setattr(store_mod.time, "monotonic", lambda: now[0])
+        store = filled()
+        store.pin(ours("s", "7"))
+        now[0] += store_mod.PIN_SECONDS + 1
+        store.replace([], scope="ns", version="5")
+        assert store.get("ns", "s") is None

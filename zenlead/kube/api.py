@@ -2,9 +2,11 @@
 
 `Api` wraps the official client's generated methods with ``_preload_content=False`` so objects
 stay plain dicts (no model deserialisation on the hot path), translates failures into the
-`errors.KubeError` tree once, applies a QPS/burst token bucket like client-go's, and reports
-each call to an optional observer (the metrics module). Methods block; the controller calls
-them from worker threads (`anyio.to_thread`) and the informers from their own threads.
+`errors.KubeError` tree once (a 429 carries its Retry-After), applies a QPS/burst token bucket
+like client-go's, and reports each call to an optional observer (the metrics module). Methods
+block: informers call them from their own threads; everything on the event loop goes through
+`kube.lanes`, which takes the rate token on the loop and passes per-call options (`Call`:
+already paced, a timeout capped by the Lease's validity).
 """
 
 from __future__ import annotations
@@ -31,11 +33,15 @@ __all__ = (
     "PODS",
     "SERVICES",
     "Api",
+    "Call",
     "CallObserver",
     "Resource",
+    "TokenBucket",
 )
 
 MERGE_PATCH = "application/merge-patch+json"
+RETRY_AFTER_MAX_SECONDS = 60
+"""Longest Retry-After honoured; a larger value is capped (a broken server must not park us)."""
 _MAX_EVENT_BYTES = 16 * 1024 * 1024  # One watch event larger than this is treated as an error.
 _STATUS_ERRORS: dict[int, type[errors.KubeError]] = {
     403: errors.ForbiddenError,
@@ -43,7 +49,6 @@ _STATUS_ERRORS: dict[int, type[errors.KubeError]] = {
     409: errors.ConflictError,
     410: errors.GoneError,
     422: errors.InvalidError,
-    429: errors.ThrottledError,
 }
 
 
@@ -63,6 +68,23 @@ ENDPOINTSLICES = Resource("endpointslices", "DiscoveryV1Api", "endpoint_slice")
 LEASES = Resource("leases", "CoordinationV1Api", "lease")
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class Call:
+    """Per-call options.
+
+    Attributes:
+        paced: Wait for a client-side rate token in this thread first. False when the caller
+            took its token already (`kube.lanes` waits for it on the event loop).
+        timeout_seconds: Request timeout; None means the `Api`'s default.
+        namespace: Set for list and watch calls (None: all namespaces).
+
+    """
+
+    paced: bool = True
+    timeout_seconds: float | None = None
+    namespace: str | None = None
+
+
 class CallObserver(Protocol):
     """Receives one report per API call attempt (used for latency metrics)."""
 
@@ -70,31 +92,38 @@ class CallObserver(Protocol):
         """Record that `operation` on `resource` ended with `result` after `seconds`."""
 
 
-class _TokenBucket:
+class TokenBucket:
     """Client-side rate limit: `qps` tokens per second, up to `burst` saved (thread-safe).
 
-    An urgent call (a write that moves traffic, a Lease renewal) takes its token without
-    waiting; the debt it leaves is paid by the next ordinary calls (Events, metadata syncs,
-    start-up creates, relists), so ordinary work is paced at `qps` while a failover never
-    queues behind bookkeeping.
+    `reserve` takes a token and says how long to wait for it; the caller waits where it runs
+    (a thread sleeps, the event loop awaits), so no thread is held just to wait for a token. An
+    urgent reservation (a write that moves traffic, the Lease) never waits; the debt it leaves
+    is paid by the next ordinary calls (Events, metadata syncs, start-up creates, relists), so
+    ordinary work is paced at `qps` while a failover never queues behind bookkeeping.
     """
 
     def __init__(self, qps: float, burst: int) -> None:
+        """Start full: `burst` tokens."""
         self._qps = qps
         self._burst = float(burst)
         self._tokens = float(burst)
         self._stamp = time.monotonic()
         self._lock = threading.Lock()
 
-    def take(self, *, urgent: bool = False) -> None:
+    def reserve(self, *, urgent: bool = False) -> float:
+        """Take one token; return the seconds to wait before using it (0 when urgent)."""
         if self._qps <= 0:
-            return
+            return 0.0
         with self._lock:
             now = time.monotonic()
             self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._qps)
             self._stamp = now
             self._tokens -= 1.0
-            wait = -self._tokens / self._qps if self._tokens < 0 and not urgent else 0.0
+            return -self._tokens / self._qps if self._tokens < 0 and not urgent else 0.0
+
+    def take(self) -> None:
+        """Take one token, sleeping this thread until it is due (for blocking callers)."""
+        wait = self.reserve()
         if wait > 0:
             time.sleep(wait)  # Rate limiting is waiting by definition; callers are threads.
 
@@ -114,7 +143,7 @@ class Api:
         """Wrap `api_client`; each call gets `timeout_seconds` and waits for a rate token."""
         self.api_client = api_client
         self.timeout_seconds = timeout_seconds
-        self._bucket = _TokenBucket(qps, burst)
+        self.bucket = TokenBucket(qps, burst)
         self._observer = observer
         self._apis: dict[str, Any] = {}
 
@@ -124,6 +153,7 @@ class Api:
         namespace: str | None,
         *,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         limit: int = 500,
         continue_token: str | None = None,
     ) -> dict[str, Any]:
@@ -131,63 +161,53 @@ class Api:
         kwargs: dict[str, Any] = {"limit": limit}
         if label_selector:
             kwargs["label_selector"] = label_selector
+        if field_selector:
+            kwargs["field_selector"] = field_selector
         if continue_token:
             kwargs["_continue"] = continue_token
-        return self._json("list", res, self._list_method(res, namespace), namespace, kwargs)
+        method = self._list_method(res, namespace)
+        return self._json("list", res, method, kwargs, Call(namespace=namespace))
 
-    def get(
-        self, res: Resource, namespace: str, name: str, *, urgent: bool = False
-    ) -> dict[str, Any]:
-        """Return one object."""
+    def get(self, res: Resource, namespace: str, name: str, **call: Any) -> dict[str, Any]:
+        """Return one object (`call`: see `Call`)."""
         method = self._method(res, f"read_namespaced_{res.singular}")
         kwargs = {"name": name, "namespace": namespace}
-        return self._json("get", res, method, None, kwargs, urgent=urgent)
+        return self._json("get", res, method, kwargs, Call(**call))
 
     def create(
-        self, res: Resource, namespace: str, body: dict[str, Any], *, urgent: bool = False
+        self, res: Resource, namespace: str, body: dict[str, Any], **call: Any
     ) -> dict[str, Any]:
-        """Create `body` and return the stored object (`urgent`: skip the rate-limit wait)."""
+        """Create `body` and return the stored object."""
         method = self._method(res, f"create_namespaced_{res.singular}")
         kwargs = {"namespace": namespace, "body": body}
-        return self._json("create", res, method, None, kwargs, urgent=urgent)
+        return self._json("create", res, method, kwargs, Call(**call))
 
     def patch(
-        self,
-        res: Resource,
-        namespace: str,
-        name: str,
-        body: dict[str, Any],
-        *,
-        urgent: bool = False,
+        self, res: Resource, namespace: str, name: str, body: dict[str, Any], **call: Any
     ) -> dict[str, Any]:
         """Apply a JSON merge patch; include metadata.resourceVersion in `body` to lock."""
         method = self._method(res, f"patch_namespaced_{res.singular}")
         kwargs = {"name": name, "namespace": namespace, "body": body, "_content_type": MERGE_PATCH}
-        return self._json("patch", res, method, None, kwargs, urgent=urgent)
+        return self._json("patch", res, method, kwargs, Call(**call))
 
     def replace(
-        self,
-        res: Resource,
-        namespace: str,
-        name: str,
-        body: dict[str, Any],
-        *,
-        urgent: bool = False,
+        self, res: Resource, namespace: str, name: str, body: dict[str, Any], **call: Any
     ) -> dict[str, Any]:
         """Replace the object (PUT); body.metadata.resourceVersion makes it conditional."""
         method = self._method(res, f"replace_namespaced_{res.singular}")
         kwargs = {"name": name, "namespace": namespace, "body": body}
-        return self._json("replace", res, method, None, kwargs, urgent=urgent)
+        return self._json("replace", res, method, kwargs, Call(**call))
 
-    def delete(self, res: Resource, namespace: str, name: str, *, uid: str | None = None) -> None:
+    def delete(
+        self, res: Resource, namespace: str, name: str, *, uid: str | None = None, **call: Any
+    ) -> None:
         """Delete the object; with `uid`, only if it is still that object (a precondition)."""
         body: dict[str, Any] = {"propagationPolicy": "Background"}
         if uid:
             body["preconditions"] = {"uid": uid}
         method = self._method(res, f"delete_namespaced_{res.singular}")
-        self._json(
-            "delete", res, method, None, {"name": name, "namespace": namespace, "body": body}
-        )
+        kwargs = {"name": name, "namespace": namespace, "body": body}
+        self._json("delete", res, method, kwargs, Call(**call))
 
     def watch(
         self,
@@ -213,14 +233,8 @@ class Api:
         if label_selector:
             kwargs["label_selector"] = label_selector
         method = self._list_method(res, namespace)
-        response = self._call(
-            "watch",
-            res,
-            method,
-            namespace,
-            kwargs,
-            timeout=(self.timeout_seconds, timeout_seconds + self.timeout_seconds),
-        )
+        timeout = (self.timeout_seconds, timeout_seconds + self.timeout_seconds)
+        response = self._call("watch", res, method, kwargs, Call(namespace=namespace), timeout)
         if on_response is not None:
             on_response(response)
         try:
@@ -251,14 +265,11 @@ class Api:
         operation: str,
         res: Resource,
         method: Callable[..., Any],
-        namespace: str | None,
         kwargs: dict[str, Any],
-        *,
-        urgent: bool = False,
+        call: Call,
     ) -> dict[str, Any]:
-        response = self._call(
-            operation, res, method, namespace, kwargs, timeout=None, urgent=urgent
-        )
+        timeout = call.timeout_seconds or self.timeout_seconds
+        response = self._call(operation, res, method, kwargs, call, timeout)
         try:
             data = response.data
             decoded: dict[str, Any] = json.loads(data) if data else {}
@@ -269,29 +280,24 @@ class Api:
             response.release_conn()
         return decoded
 
-    def _call(
+    def _call(  # noqa: PLR0917 - private; every argument is needed per call.
         self,
         operation: str,
         res: Resource,
         method: Callable[..., Any],
-        namespace: str | None,
         kwargs: dict[str, Any],
-        *,
-        timeout: tuple[float, float] | None,
-        urgent: bool = False,
+        call: Call,
+        timeout: float | tuple[float, float],
     ) -> Any:
-        if namespace is not None:
-            kwargs = {"namespace": namespace, **kwargs}
-        self._bucket.take(urgent=urgent)
+        if call.namespace is not None:
+            kwargs = {"namespace": call.namespace, **kwargs}
+        if call.paced:
+            self.bucket.take()
         start = time.monotonic()
         result = "success"
         try:
-            with tracing.span(f"api {operation} {res.plural}", namespace=namespace):
-                return method(
-                    **kwargs,
-                    _preload_content=False,
-                    _request_timeout=timeout or self.timeout_seconds,
-                )
+            with tracing.span(f"api {operation} {res.plural}", namespace=call.namespace):
+                return method(**kwargs, _preload_content=False, _request_timeout=timeout)
         except kube_exceptions.ApiException as exc:
             error = _translate(exc, f"{operation} {res.plural}")
             result = type(error).__name__.removesuffix("Error").lower()
@@ -321,10 +327,19 @@ def _translate(exc: kube_exceptions.ApiException, what: str) -> errors.KubeError
     text = f"{what}: HTTP {status} {reason}: {message}".rstrip(": ")
     if status == 409 and reason == "AlreadyExists":  # noqa: PLR2004 - HTTP status
         return errors.AlreadyExistsError(text, status=status)
+    if status == 429:  # noqa: PLR2004 - HTTP status
+        return errors.ThrottledError(text, retry_after=_retry_after(exc.headers))
     kind = _STATUS_ERRORS.get(status)
     if kind is None:
         kind = errors.ServerError if status >= 500 else errors.KubeError  # noqa: PLR2004
     return kind(text, status=status)
+
+
+def _retry_after(headers: Any) -> float:
+    """Return the Retry-After of a 429 in seconds (1 when absent or not a number; at most 60)."""
+    raw = str((headers or {}).get("Retry-After") or "")
+    seconds = int(raw[:6]) if raw.isascii() and raw.isdigit() else 1
+    return float(min(max(seconds, 1), RETRY_AFTER_MAX_SECONDS))
 
 
 def _events(response: Any) -> Iterator[dict[str, Any]]:

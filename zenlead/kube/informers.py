@@ -3,8 +3,15 @@
 One `Informer` per (resource, namespace scope) runs in its own thread (`run`). It lists (in
 pages), replaces the store and reports the differences, marks itself synced, then watches from
 the list's resourceVersion with bookmarks. A 410 Gone (resourceVersion too old) or a broken
-watch that cannot resume makes it relist; other failures back off exponentially (up to 30 s).
+watch that cannot resume makes it relist; other failures back off exponentially from 0.2 s to
+5 s, and the backoff resets as soon as a list succeeds or a watch is open again (a 403 during
+an API server's RBAC bootstrap must not leave a failover controller blind for half a minute).
 `stop` ends it promptly by closing the open watch response.
+
+Nothing ends the loop but `stop`: a handler or transform that raises is logged and counted
+(the object is skipped), and an unexpected error backs off and relists like an API failure.
+`staleness` says how long the informer has been out of touch (no open watch and no successful
+list since a failure): the controller does not lead on a cache that is stale for too long.
 """
 
 from __future__ import annotations
@@ -27,7 +34,8 @@ __all__ = ("Informer",)
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-_MAX_BACKOFF = 30.0
+_MAX_BACKOFF = 5.0
+_MIN_BACKOFF = 0.2
 
 
 class Informer(Generic[T]):
@@ -62,6 +70,17 @@ class Informer(Generic[T]):
         self._stopping = threading.Event()
         self._response: Any = None
         self.name = f"{resource.plural}@{namespace or '*'}"
+        self.scope = namespace or "*"
+        self.resource_name = resource.plural
+        self.relists = 0
+        self.failures = 0
+        self.handler_errors = 0
+        self._lost_at: float | None = time.monotonic()  # Out of touch until the first list.
+
+    def staleness(self) -> float:
+        """Return seconds since this informer lost touch with the API server (0 while in touch)."""
+        lost = self._lost_at
+        return 0.0 if lost is None else time.monotonic() - lost
 
     def stop(self) -> None:
         """Ask `run` to return, closing the open watch so it does not wait for the timeout."""
@@ -74,27 +93,42 @@ class Informer(Generic[T]):
                 log.debug("closing watch %s failed", self.name, exc_info=True)
 
     def run(self) -> None:
-        """List and watch until `stop`; never raises for API failures."""
+        """List and watch until `stop`; never raises."""
         backoff = 0.0
         rv: str | None = None
         while not self._stopping.is_set():
             try:
                 if rv is None:
                     rv = self._relist()
+                    backoff = 0.0
                     self.synced.set()
                 rv = self._watch(rv)
-                backoff = 0.0
             except errors.GoneError:
                 log.info("%s: resourceVersion expired, relisting", self.name)
+                self._lose()
                 rv = None
-            except errors.KubeError as exc:
+            except Exception as exc:  # The loop must survive anything...
                 if self._stopping.is_set():
                     break
-                backoff = min(_MAX_BACKOFF, max(0.2, backoff * 2))
-                log.warning("%s: %s; retrying in %.1fs", self.name, exc, backoff)
+                self._lose()
+                self.failures += 1
+                backoff = min(_MAX_BACKOFF, max(_MIN_BACKOFF, backoff * 2))
+                if isinstance(exc, errors.KubeError):
+                    log.warning("%s: %s; retrying in %.1fs", self.name, exc, backoff)
+                else:
+                    log.exception("%s failed; retrying in %.1fs", self.name, backoff)
                 self._stopping.wait(backoff * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
-                if isinstance(exc, errors.UnavailableError):
-                    rv = None  # Events may have been missed while the server was away.
+                if not isinstance(exc, errors.KubeError) or isinstance(
+                    exc, errors.UnavailableError
+                ):
+                    rv = None  # Events may have been missed (or dropped): list again.
+
+    def _lose(self) -> None:
+        if self._lost_at is None:
+            self._lost_at = time.monotonic()
+
+    def _touch(self) -> None:
+        self._lost_at = None
 
     def _relist(self) -> str:
         items: list[T] = []
@@ -106,22 +140,44 @@ class Informer(Generic[T]):
                 label_selector=self.label_selector,
                 continue_token=token,
             )
-            items += [self.transform(raw) for raw in page.get("items") or ()]
+            items += [obj for raw in page.get("items") or () if (obj := self._project(raw))]
             meta = page.get("metadata") or {}
             token = meta.get("continue")
             if not token:
                 rv = str(meta.get("resourceVersion", ""))
                 break
+        self.relists += 1
         seen_at = time.monotonic()
-        for old, new in self.target.replace(items, scope=self.namespace):
-            self.handler(old, new, seen_at)
+        for old, new in self.target.replace(items, scope=self.namespace, version=rv):
+            self._call(self.handler, old, new, seen_at)
+        self._touch()
         return rv
+
+    def _project(self, raw: dict[str, Any]) -> T | None:
+        """Return `transform(raw)`, or None (logged, counted) when it fails."""
+        try:
+            return self.transform(raw)
+        except Exception:
+            self.handler_errors += 1
+            log.exception("%s: cannot read %s", self.name, _name(raw))
+            return None
+
+    def _call(
+        self, hook: Callable[[T | None, T | None, float], None], old: Any, new: Any, at: float
+    ) -> None:
+        """Run a handler; an exception is logged and counted, never raised into the loop."""
+        try:
+            hook(old, new, at)
+        except Exception:
+            self.handler_errors += 1
+            log.exception("%s: handler failed for %s", self.name, _name(new or old))
 
     def _watch(self, rv: str) -> str:
         """Watch from `rv` until the server ends the stream; return the last resourceVersion."""
 
         def keep(response: Any) -> None:
             self._response = response
+            self._touch()  # The watch is open: in touch again.
 
         events = self.client.watch(
             self.resource,
@@ -153,18 +209,30 @@ class Informer(Generic[T]):
         if kind == "BOOKMARK":
             return str(rv) if rv else None
         seen_at = time.monotonic()
-        obj = self.transform(raw)
+        deleted = kind == "DELETED"
+        if not self.target.admit(raw, deleted=deleted):
+            return str(rv) if rv else None  # Older than a write of ours already in the store.
+        obj = self._project(raw)
+        if obj is None:
+            return str(rv) if rv else None
         meta = raw.get("metadata") or {}
         old = self.target.get(meta.get("namespace", ""), meta.get("name", ""))
-        new = None if kind == "DELETED" else obj
+        new = None if deleted else obj
         if old == new:
             return str(rv) if rv else None
         if self.before is not None:
-            self.before(old, new, seen_at)
+            self._call(self.before, old, new, seen_at)
         if new is None:
             self.target.remove(meta.get("namespace", ""), meta.get("name", ""))
-            self.handler(old or obj, None, seen_at)
+            self._call(self.handler, old or obj, None, seen_at)
         else:
             self.target.upsert(new)
-            self.handler(old, new, seen_at)
+            self._call(self.handler, old, new, seen_at)
         return str(rv) if rv else None
+
+
+def _name(raw: Any) -> str:
+    meta = (raw.get("metadata") or {}) if isinstance(raw, dict) else {}
+    if not meta and raw is not None:
+        return repr(raw)[:80]
+    return f"{meta.get('namespace', '')}/{meta.get('name', '')}"

@@ -4,12 +4,22 @@ Informer threads write (`replace` after a list, `upsert`/`remove` per watch even
 reconciler and the event mapping read. Stored objects are shared, never copied on read: callers
 must treat them as read-only (pods are frozen dataclasses; Services and slices are raw dicts
 that nothing in zen-lead mutates, which tests check).
+
+Our own writes are *pinned* (the EndpointSlice controller's tracker, by resourceVersion): the
+reconciler puts what the API server returned into the store at once (`pin`, `pin_deleted`),
+and until the informer has seen that version, a relist or watch event from before our write is
+not allowed to take it back. Without this, a list taken just before our create (delivered just
+after it) drops the new slice from the cache, and the next reconcile's create fails with
+AlreadyExists: a false conflict. Versions are compared as integers (etcd revisions); an object
+whose resourceVersion is not a number is never pinned.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from typing import TYPE_CHECKING, Generic, TypeVar
+import time
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -17,6 +27,27 @@ if TYPE_CHECKING:
 __all__ = ("Store",)
 
 T = TypeVar("T")
+
+PIN_SECONDS = 300.0
+"""A pin the informer never confirms (a lost watch event) is dropped after this long."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Pin:
+    uid: str
+    version: int | None  # None: we deleted the object.
+    at: float
+
+
+def _version(raw: Any) -> int | None:
+    text = str(raw or "")
+    return int(text) if text.isascii() and text.isdigit() else None
+
+
+def _meta(obj: Any) -> tuple[str, int | None]:
+    """Return (uid, resourceVersion) of a raw object."""
+    meta = (obj.get("metadata") or {}) if isinstance(obj, dict) else {}
+    return str(meta.get("uid") or ""), _version(meta.get("resourceVersion"))
 
 
 class Store(Generic[T]):
@@ -36,6 +67,7 @@ class Store(Generic[T]):
         self._lock = threading.Lock()
         self._by_ns: dict[str, dict[str, T]] = {}
         self._on_lookup = on_lookup
+        self._pins: dict[tuple[str, str], _Pin] = {}
 
     def get(self, namespace: str, name: str) -> T | None:
         """Return the object, or None."""
@@ -78,9 +110,12 @@ class Store(Generic[T]):
         with self._lock:
             return self._by_ns.get(namespace, {}).pop(name, None)
 
-    def replace(self, objs: Iterable[T], *, scope: str | None) -> list[tuple[T | None, T | None]]:
+    def replace(
+        self, objs: Iterable[T], *, scope: str | None, version: str | None = None
+    ) -> list[tuple[T | None, T | None]]:
         """Make `scope` (a namespace, or everything when None) hold exactly `objs`.
 
+        `version` is the list's resourceVersion: pinned objects of ours newer than it are kept.
         Returns the (old, new) pairs that changed, so a relist after a broken watch produces
         the same notifications the missed events would have.
         """
@@ -88,12 +123,70 @@ class Store(Generic[T]):
         for obj in objs:
             namespace, name = self._key(obj)
             fresh.setdefault(namespace, {})[name] = obj
+        listed = _version(version)
         changes: list[tuple[T | None, T | None]] = []
         with self._lock:
             scopes = [scope] if scope is not None else list(self._by_ns) + list(fresh)
             for ns in dict.fromkeys(scopes):
                 before, after = self._by_ns.get(ns, {}), fresh.get(ns, {})
+                self._keep_pinned(ns, before, after, listed)
                 changes += [(before[n], None) for n in before if n not in after]
                 changes += [(before.get(n), o) for n, o in after.items() if before.get(n) != o]
                 self._by_ns[ns] = after
         return changes
+
+    def pin(self, obj: T) -> None:
+        """Store `obj`, the API server's answer to our write, and pin its version."""
+        namespace, name = self._key(obj)
+        uid, version = _meta(obj)
+        with self._lock:
+            self._by_ns.setdefault(namespace, {})[name] = obj
+            if version is not None:
+                self._pins[namespace, name] = _Pin(uid, version, time.monotonic())
+
+    def pin_deleted(self, namespace: str, name: str, uid: str) -> None:
+        """Drop the object we deleted; older versions of it may not come back."""
+        with self._lock:
+            self._by_ns.get(namespace, {}).pop(name, None)
+            self._pins[namespace, name] = _Pin(uid, None, time.monotonic())
+
+    def admit(self, obj: Any, *, deleted: bool) -> bool:
+        """Tell whether a watch event about raw `obj` may change the store (pins permitting)."""
+        meta = obj.get("metadata") or {}
+        where = (meta.get("namespace", ""), meta.get("name", ""))
+        uid, version = _meta(obj)
+        with self._lock:
+            pin = self._live_pin(where)
+            if pin is None:
+                return True
+            if pin.version is None:  # We deleted it: only its deletion or a new object count.
+                ok = deleted or uid != pin.uid
+            else:
+                ok = version is None or version >= pin.version
+            if ok:
+                del self._pins[where]
+            return ok
+
+    def _keep_pinned(
+        self, ns: str, before: dict[str, T], after: dict[str, T], listed: int | None
+    ) -> None:
+        """Apply the pins of namespace `ns` to a relist (`after`, edited in place)."""
+        for (pin_ns, name), pin in list(self._pins.items()):
+            if pin_ns != ns or self._live_pin((pin_ns, name)) is None:
+                continue
+            if pin.version is None:
+                if name in after and _meta(after[name])[0] == pin.uid:
+                    del after[name]  # Listed before our delete went through.
+                    continue
+            elif listed is None or listed < pin.version:
+                if name in before:
+                    after[name] = before[name]  # Listed before our write: keep the write.
+                continue
+            del self._pins[pin_ns, name]
+
+    def _live_pin(self, where: tuple[str, str]) -> _Pin | None:
+        pin = self._pins.get(where)
+        if pin is not None and time.monotonic() - pin.at > PIN_SECONDS:
+            del self._pins[where]
+            return None
+        return pin

@@ -66,7 +66,7 @@ def main() -> int:
             namespaces=(NS,),
             metrics_bind_address="127.0.0.1:0",
             health_probe_bind_address="127.0.0.1:0",
-            leader_election_namespace=NS,
+            leader_elect=False,  # One replica: nothing to elect.
         )
         with running.RunningController(config) as ctl:
             ctl.wait_synced()

@@ -21,7 +21,23 @@ from zenlead import app, settings
 if TYPE_CHECKING:
     import types
 
-__all__ = ("RunningController",)
+__all__ = ("RunningController", "released_lease")
+
+
+def released_lease(api_client: Any, *, namespace: str, name: str) -> None:
+    """Create Lease `namespace/name` with no holder, as a replica that shut down leaves it.
+
+    A controller takes such a Lease at once; a Lease it has never seen it must first watch
+    stay absent for a whole lease duration (see `zenlead.election`). Tests that start many
+    controllers use this to skip that wait; tests of the wait itself do not.
+    """
+    from kubernetes import client  # noqa: PLC0415 - the harness's own admin client.
+
+    body: Any = {
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"holderIdentity": "", "leaseDurationSeconds": 1},
+    }
+    client.CoordinationV1Api(api_client).create_namespaced_lease(namespace, body)
 
 
 class RunningController:
