@@ -9,6 +9,10 @@ Panic: when at least two pods, and at least ``panic_threshold`` of the probed po
 failing within one window (`ProbeConfig.panic_window_seconds`: long enough for every pod to be
 probed and judged once), the failures are correlated and the likelier culprit is the prober's
 own network, so the leader is kept. Pods that failed earlier, one at a time, do not count.
+Panic has hysteresis: once entered it lasts while at least two pods, and at least the
+threshold share of the probed pods, are down, however long ago they started failing; it
+clears when enough pods pass again (a partial heal below the threshold clears it), never by
+the passing of time alone.
 """
 
 from __future__ import annotations
@@ -114,8 +118,12 @@ def view(
     config: probeconfig.ProbeConfig,
     *,
     now: float,
+    was_panic: bool = False,
 ) -> ProbeView:
-    """Summarise the verdicts of the pods in `wanted` for the decision (`now`: monotonic)."""
+    """Summarise the verdicts of the pods in `wanted` for the decision (`now`: monotonic).
+
+    `was_panic`: the Service was in panic at the last look (see the module docstring).
+    """
     current = {uid: h for uid, h in health.items() if uid in wanted}
     down = {uid: h.detail for uid, h in current.items() if h.state == probing.DOWN}
     down |= {uid: why for uid, why in wanted.items() if isinstance(why, str)}
@@ -129,7 +137,9 @@ def view(
     since = now - config.panic_window_seconds
     firsts = [current[uid].first_failure_at for uid in down if uid in current]
     together = sum(1 for first in firsts if first is not None and first >= since)
-    panic = together >= 2 and together / probed >= config.panic_threshold  # noqa: PLR2004
+    started = together >= 2 and together / probed >= config.panic_threshold  # noqa: PLR2004
+    lasting = was_panic and len(down) >= 2 and len(down) / probed >= config.panic_threshold  # noqa: PLR2004
+    panic = started or lasting
     names = {p.uid: p.name for p in pods}
     states = {
         names[uid]: probing.DOWN if uid in down else getattr(current.get(uid), "state", "unknown")

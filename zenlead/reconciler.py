@@ -189,7 +189,14 @@ class Reconciler:
             pods, config=cfg, source_ports=source["spec"].get("ports") or [], leader_uid=current_uid
         )
         self.pool.ensure(key, cfg, probeview.probed(wanted))
-        view = probeview.view(pods, self.pool.health(key), wanted, cfg, now=self.monotonic())
+        view = probeview.view(
+            pods,
+            self.pool.health(key),
+            wanted,
+            cfg,
+            now=self.monotonic(),
+            was_panic=key in self.panicking,
+        )
         if view.stale:
             self.pool.refresh(key, view.stale)
         return view

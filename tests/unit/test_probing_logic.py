@@ -168,3 +168,22 @@ class TestPanic:
         view = probeview.view(pods, health, wanted, config, now=100.0)
         assert view.panic is panic
         assert view.down_count == len(first_failures)
+
+    def test_panic_lasts_while_the_failing_share_stays_high(self) -> None:
+        """Once in panic, time alone never clears it; a heal below the threshold does."""
+        config = _config()
+        pods = [_pod(n) for n in "abc"]
+        wanted = {p.uid: probing.ProbeTarget("10.244.0.1", 80, leader=False) for p in pods}
+        down = probing.Health(state="down", failures=30, first_failure_at=100.0)
+        health = dict.fromkeys((p.uid for p in pods), down)
+        late = 100.0 + 10 * config.panic_window_seconds  # A partition far longer than a window.
+
+        def panic(*, was: bool) -> bool:
+            return probeview.view(pods, health, wanted, config, now=late, was_panic=was).panic
+
+        assert panic(was=True), "every pod still fails: still panic"
+        assert not panic(was=False), "without hysteresis the window would have cleared it"
+        health["uid-a"] = probing.Health(state="up")
+        assert panic(was=True), "partial heal: 2 of 3 still fail, over the 0.5 threshold"
+        health["uid-b"] = probing.Health(state="up")
+        assert not panic(was=True), "1 of 3 fails: below the threshold, cleared"
