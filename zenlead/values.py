@@ -171,10 +171,15 @@ def port(raw: str) -> int | str:
 
 
 def server_name(raw: str) -> str:
-    """Parse a DNS name or an IP address (TLS server names, hosts without port)."""
+    """Parse a DNS name or an IP address (TLS server names, hosts without port).
+
+    IPv6 zone ids (``fe80::1%eth0``) are refused: they may hold any character.
+    """
     _bounded(raw, _MAX_HOST_CHARS)
     if _HOSTNAME.fullmatch(raw):
         return raw
+    if "%" in raw:
+        raise InvalidValueError(f"{show(raw)}: IPv6 zone ids are not accepted")
     try:
         ipaddress.ip_address(raw)
     except ValueError:
@@ -195,6 +200,8 @@ def host(raw: str) -> str:
             raise InvalidValueError(f"{show(raw)}: only IPv6 addresses go in brackets")
     elif ":" in raw:
         name, _, port_text = raw.rpartition(":")
+    if "%" in raw:  # An IPv6 zone id may hold any character.
+        raise InvalidValueError(f"{show(raw)}: IPv6 zone ids are not accepted")
     try:
         if raw.startswith("["):
             ipaddress.IPv6Address(name)

@@ -144,6 +144,8 @@ class TestExact:
             pytest.param("host", "evil /path", id="host-space"),
             pytest.param("host", "a\r\nX: y", id="host-crlf"),
             pytest.param("host", "[::1", id="host-open-bracket"),
+            pytest.param("host", "[fe80::1%\r\nX-Evil: 1]:80", id="host-zone-injection"),
+            pytest.param("server_name", "fe80::1%\r\nX: y", id="sni-zone-injection"),
             pytest.param("host", "example.com:0", id="host-port-zero"),
             pytest.param("host", "example.com:", id="host-empty-port"),
             pytest.param("path", "healthz", id="path-relative"),
@@ -183,7 +185,11 @@ class TestRegexBounds:
         [
             pytest.param("(x{1000}){1000}", "expands", id="nested-count"),
             pytest.param("(?:x{65535}){65535}", "repeats more than", id="huge-count"),
-            pytest.param("x{0000000000000000000000010001}", "repeats more", id="zero-padded"),
+            pytest.param("x{0000000000000000000000001001}", "repeats more", id="zero-padded"),
+            pytest.param("(?#[)(?:x{1000}){1000}]", "expands", id="class-in-comment"),
+            pytest.param("(?#(?x)(a{100}) {100}", "expands", id="comment-hides-nothing"),
+            pytest.param(r"(\g{1000}){1000}", "expands", id="count-after-escape"),
+            pytest.param("(x{100}){100}", "expands", id="ten-thousand-atoms"),
             pytest.param("[[](x{1000}){1000}", "expands", id="bracket-in-class"),
             pytest.param("(?x)(a{100}) {100}", "verbose", id="verbose-spacing"),
             pytest.param("(" * 40 + "a" + ")" * 40, "nests", id="deep-nesting"),
@@ -197,7 +203,8 @@ class TestRegexBounds:
             bounded(lambda: probes.compile_pattern(pattern))
 
     @pytest.mark.parametrize(
-        "pattern", ["master", r"role:(master|slave)", "(x{100}){100}", r"\p{L}{3}", "[a-z]{2,5}"]
+        "pattern",
+        ["master", r"role:(master|slave)", "(x{10}){100}", r"\p{L}{3}", "[a-z]{2,5}", "(?#c)ok"],
     )
     def test_accepted(self, pattern: str) -> None:
         """Ordinary patterns, and counted ones within the bounds, compile."""
