@@ -6,15 +6,18 @@ Only the replica holding the Lease reconciles, and every write it makes is fence
 - *Validity is stamped at send time.* A successful acquire or renew makes this replica valid
   until ``sent + renew_deadline``, where ``sent`` is taken before the Lease is even read, so a
   slow answer never extends it. `valid_for` is computed from the clock on every call: writes
-  stop at the deadline even if this loop is stuck.
+  stop at the deadline even if this loop is stuck. The clock is CLOCK_BOOTTIME, which also
+  counts time spent suspended.
 - *Another holder ends leadership at once.* Reading a Lease held by someone else while leading
   stops writes immediately, not at the renew deadline.
 - *Expiry is judged on our own clock*, like client-go: a Lease held by someone else is taken
   only after its record (holder, renewTime, transitions) stayed unchanged for its duration.
-- *A missing Lease is not a free leadership.* A deleted Lease keeps the last record we saw in
-  force (its clock is not reset), and a Lease never seen must stay absent for a full lease
-  duration before we create it; meanwhile a live leader re-creates it on its next renewal.
-  Consequence: the first replica of a fresh install waits one lease duration before leading.
+- *A missing Lease is not a free leadership.* A Lease that is absent must stay absent for a
+  full lease duration, counted from when we first saw it missing, before we create it;
+  meanwhile a live leader re-creates it on its next renewal. Consequence: the first replica of
+  a fresh install waits one lease duration before leading.
+- *A conflict while leading ends leadership.* If the Lease changed under our renewal (409) or
+  someone created it before us, we stop writing at once and look again next round.
 - *No leading on a stale cache.* While ``may_lead()`` gives a reason (an informer failed to
   relist for too long) this replica neither acquires nor keeps the Lease: it releases it.
 - `release` hands the Lease over on shutdown (empty holder), so a standby takes over within
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import functools
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -75,7 +79,7 @@ class Elector:
         retry_seconds: float = 2.0,
         on_change: Callable[[bool, str], None] = lambda _leading, _why: None,
         may_lead: Callable[[], str | None] = lambda: None,
-        monotonic: Callable[[], float] = time.monotonic,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         """Compete for Lease `namespace/name` as `identity`.
 
@@ -91,11 +95,12 @@ class Elector:
         self.retry_seconds = retry_seconds
         self.on_change = on_change
         self.may_lead = may_lead
-        self.monotonic = monotonic
+        self.monotonic = monotonic or _clock()
         self.leading = False
         self._valid_until = 0.0
         self._observed: tuple[Any, ...] | None = None
         self._observed_at = 0.0
+        self._timeout = renew_deadline_seconds
         self._changed = anyio.Event()
 
     def valid_for(self) -> float:
@@ -105,10 +110,15 @@ class Elector:
         return max(0.0, self._valid_until - self.monotonic())
 
     async def run(self) -> None:
-        """Acquire, then renew, every retry period; until cancelled."""
-        while True:
-            await self.round()
-            await anyio.sleep(self.retry_seconds)
+        """Acquire, then renew, every retry period; until cancelled (or a bug stops us)."""
+        try:
+            while True:
+                await self.round()
+                await anyio.sleep(self.retry_seconds)
+        finally:
+            # Whatever ends this loop, nobody renews any more: stop leading now, not at the
+            # deadline (writes are fenced on the deadline anyway; this stops the workers).
+            self._set(leading=False, why="renew_deadline")
 
     async def round(self) -> Outcome | None:
         """Run one acquire/renew round and update `leading`; None when not allowed to lead."""
@@ -120,7 +130,7 @@ class Elector:
             return None
         sent = self.monotonic()
         outcome = await self._attempt()
-        if outcome is Outcome.HELD:
+        if outcome is Outcome.HELD and sent + self.renew_deadline > self.monotonic():
             self._valid_until = sent + self.renew_deadline
             self._set(leading=True, why="acquired")
         elif outcome is Outcome.OTHER and self.leading:
@@ -142,20 +152,26 @@ class Elector:
         A Lease call that hangs (slow API server) must not keep us "leading" beyond the renew
         deadline, or a standby that took over could write at the same time as we do.
         """
-        budget = self.valid_for() if self.leading else self.lease_seconds
+        # While leading, validity is what is left; otherwise an acquire that takes longer
+        # than the renew deadline would be worthless anyway.
+        budget = self.valid_for() if self.leading else self.renew_deadline
         with anyio.move_on_after(budget):
             try:
-                return await self._try()
+                return await self._try(budget)
             except errors.KubeError as exc:
                 log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
+                return Outcome.FAILED
+            except Exception:  # A bug, or an answer we cannot read: nothing learned.
+                log.exception("lease %s/%s: round failed", self.namespace, self.name)
                 return Outcome.FAILED
         log.warning("lease %s/%s: no answer within %.1fs", self.namespace, self.name, budget)
         return Outcome.FAILED
 
-    async def _try(self) -> Outcome:
+    async def _try(self, budget: float) -> Outcome:
+        self._timeout = budget  # Each Lease call ends by itself within the round's budget.
         try:
             lease = await self.client.get(
-                api.LEASES, self.namespace, self.name, lane=lanes.Lane.LEASE
+                api.LEASES, self.namespace, self.name, lane=lanes.Lane.LEASE, request_timeout=budget
             )
         except errors.NotFoundError:
             return await self._absent()
@@ -182,17 +198,27 @@ class Elector:
             lease["spec"] |= {"acquireTime": stamp, "leaseTransitions": transitions + 1}
         try:
             await self.client.replace(
-                api.LEASES, self.namespace, self.name, lease, lane=lanes.Lane.LEASE
+                api.LEASES,
+                self.namespace,
+                self.name,
+                lease,
+                lane=lanes.Lane.LEASE,
+                request_timeout=self._timeout,
             )
         except errors.ConflictError:
-            return Outcome.FAILED
+            # Someone wrote the Lease since we read it. While leading, stop at once (safety
+            # first; if it was our own lost renewal, the next round takes it back).
+            return Outcome.OTHER if self.leading else Outcome.FAILED
         return Outcome.HELD
 
     async def _absent(self) -> Outcome:
-        """Create a missing Lease: at once while we lead, else after a lease duration."""
+        """Create a missing Lease: at once while we lead, else after a lease duration.
+
+        Absence is a record of its own, observed when first seen: the full lease duration is
+        counted from there, never from an older record (we may have missed its renewals).
+        """
         if not self.leading:
-            if self._observed is None:
-                self._observe(_ABSENT)
+            self._observe(_ABSENT)
             if self.monotonic() - self._observed_at < self.lease_seconds:
                 return Outcome.OTHER
         stamp = _micro_time()
@@ -209,9 +235,16 @@ class Elector:
             },
         }
         try:
-            await self.client.create(api.LEASES, self.namespace, body, lane=lanes.Lane.LEASE)
+            await self.client.create(
+                api.LEASES,
+                self.namespace,
+                body,
+                lane=lanes.Lane.LEASE,
+                request_timeout=self._timeout,
+            )
         except errors.AlreadyExistsError:
-            return Outcome.FAILED
+            # Someone else created it first; while leading that means we must stop at once.
+            return Outcome.OTHER if self.leading else Outcome.FAILED
         return Outcome.HELD
 
     def _observe(self, record: tuple[Any, ...]) -> None:
@@ -255,6 +288,18 @@ class Elector:
         self.on_change(leading, why)
         self._changed.set()
         self._changed = anyio.Event()
+
+
+def _clock() -> Callable[[], float]:
+    """Return the validity clock: CLOCK_BOOTTIME where there is one, else the monotonic clock.
+
+    Unlike CLOCK_MONOTONIC, CLOCK_BOOTTIME keeps counting while the machine is suspended, so a
+    replica that wakes up after a suspend finds its validity gone instead of writing on.
+    """
+    boottime = getattr(time, "CLOCK_BOOTTIME", None)
+    if boottime is None:
+        return time.monotonic
+    return functools.partial(time.clock_gettime, boottime)
 
 
 def _duration(spec: dict[str, Any], default: float) -> float:

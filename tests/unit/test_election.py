@@ -30,18 +30,16 @@ class LeaseApi:
         if self.clock is not None:
             self.clock.advance(self.delay)
 
-    async def get(self, _res: Any, _ns: str, _name: str, *, lane: Any) -> dict[str, Any]:
+    async def get(self, _res: Any, _ns: str, _name: str, **_kw: Any) -> dict[str, Any]:
         """Return a copy of the Lease, or raise NotFoundError."""
-        del lane
         self.calls.append("get")
         self._tick()
         if self.lease is None:
             raise errors.NotFoundError("no lease", status=404)
         return copy.deepcopy(self.lease)
 
-    async def create(self, _res: Any, _ns: str, body: dict[str, Any], *, lane: Any) -> Any:
+    async def create(self, _res: Any, _ns: str, body: dict[str, Any], **_kw: Any) -> Any:
         """Create the Lease unless it exists."""
-        del lane
         self.calls.append("create")
         self._tick()
         if self.lease is not None:
@@ -51,9 +49,8 @@ class LeaseApi:
         self.lease["metadata"]["resourceVersion"] = str(self.version)
         return copy.deepcopy(self.lease)
 
-    async def replace(self, _r: Any, _ns: str, _n: str, body: dict[str, Any], *, lane: Any) -> Any:
+    async def replace(self, _r: Any, _ns: str, _n: str, body: dict[str, Any], **_kw: Any) -> Any:
         """Replace the Lease if `body` carries the current resourceVersion."""
-        del lane
         self.calls.append("replace")
         self._tick()
         if self.lease is None:
@@ -165,8 +162,8 @@ async def test_missing_lease_is_not_a_free_leadership(clock: helpers.FakeClock) 
     assert api.holder == "me"
 
 
-async def test_deleting_the_lease_does_not_reset_its_clock(clock: helpers.FakeClock) -> None:
-    """After a deletion the last record seen stays in force: no takeover before it expires."""
+async def test_deleted_lease_must_stay_absent_a_full_duration(clock: helpers.FakeClock) -> None:
+    """A deletion starts a full lease duration of absence before anyone may create it."""
     api = LeaseApi()
     api.put_holder("leader")
     elector = make(api, clock)
@@ -174,10 +171,71 @@ async def test_deleting_the_lease_does_not_reset_its_clock(clock: helpers.FakeCl
     clock.advance(10.0)
     api.lease = None  # Deleted under a live leader.
     assert await elector.round() is election.Outcome.OTHER
-    clock.advance(4.0)
+    clock.advance(14.9)
     assert await elector.round() is election.Outcome.OTHER
-    clock.advance(1.1)
+    clock.advance(0.2)
     assert await elector.round() is election.Outcome.HELD
+
+
+async def test_blind_standby_does_not_take_a_deleted_lease(clock: helpers.FakeClock) -> None:
+    """A standby that could not read the Lease for a while still waits after a deletion."""
+    api = LeaseApi()
+    api.put_holder("leader")
+    standby = make(api, clock)
+    await standby.round()
+    real_get = api.get
+
+    async def fail(*_a: Any, **_k: Any) -> Any:
+        raise errors.UnavailableError("connection refused")
+
+    api.get = fail  # type: ignore[method-assign]
+    for _ in range(10):  # 20 s blind while the leader keeps renewing.
+        clock.advance(2.0)
+        api.put_holder("leader")
+        assert await standby.round() is election.Outcome.FAILED
+    api.get = real_get  # type: ignore[method-assign]
+    api.lease = None
+    assert await standby.round() is election.Outcome.OTHER
+    assert "create" not in api.calls
+
+
+async def test_conflicts_while_leading_stop_writes_at_once(clock: helpers.FakeClock) -> None:
+    """A 409 on renewal, or AlreadyExists on re-creating, ends leadership that round."""
+    api = LeaseApi()
+    api.put_holder("")
+    elector = make(api, clock)
+    await elector.round()
+    real_replace = api.replace
+
+    async def conflict(*_a: Any, **_k: Any) -> Any:
+        raise errors.ConflictError("changed", status=409)
+
+    api.replace = conflict  # type: ignore[method-assign]
+    assert await elector.round() is election.Outcome.OTHER
+    assert not elector.leading
+    api.replace = real_replace  # type: ignore[method-assign]
+    assert await elector.round() is election.Outcome.HELD, "our own record: taken back"
+    api.lease = None
+    real_get = api.get
+
+    async def vanish_then_appear(*_a: Any, **_k: Any) -> Any:
+        api.get = real_get  # type: ignore[method-assign]
+        api.put_holder("other")  # Someone creates it between our GET and our create.
+        raise errors.NotFoundError("gone", status=404)
+
+    api.get = vanish_then_appear  # type: ignore[method-assign]
+    assert await elector.round() is election.Outcome.OTHER
+    assert not elector.leading
+
+
+async def test_slow_acquire_is_not_leadership(clock: helpers.FakeClock) -> None:
+    """An acquire whose answer comes after its own validity ended does not make us lead."""
+    api = LeaseApi(clock)
+    api.put_holder("")
+    api.delay = 6.0  # GET and PUT: 12 s in all, past the 10 s renew deadline.
+    elector = make(api, clock, lease_seconds=30.0)
+    await elector.round()
+    assert not elector.leading
 
 
 async def test_recreated_lease_keeps_a_standby_waiting(clock: helpers.FakeClock) -> None:

@@ -10,7 +10,11 @@ so the kinds of work cannot starve each other of threads:
 - ``ORDINARY``: everything else (metadata syncs, creates, deletes, Events).
 
 A call first takes its rate token (`api.TokenBucket.reserve`) and waits for it *on the event
-loop*, then waits for a thread of its lane; no thread is ever held while waiting. Ordinary
+loop*, then waits for a thread of its lane; no thread is ever held while waiting. A call whose
+caller is cancelled (leadership lost, a Lease round out of time) gives up its lane slot at
+once while its thread finishes the request, so a lane may briefly run more threads than its
+size; each such request still ends within its own timeout (the Lease's is capped at the
+round's budget). Ordinary
 calls also wait while the server's last 429 asks us to (``Retry-After``), and fail fast with
 `errors.CircuitOpenError` while the `Breaker` is open (the API keeps failing: we keep the
 last-good routing instead of piling on). Writes are *fenced*: inside the worker thread, right
@@ -156,15 +160,31 @@ class Lanes:
         self._on_throttle = on_throttle
         self._paused_until = 0.0
 
-    async def get(self, res: api.Resource, namespace: str, name: str, *, lane: Lane) -> Any:
-        """GET one object."""
-        return await self._run(lane, "get", res, namespace, name, write=False)
+    async def get(
+        self,
+        res: api.Resource,
+        namespace: str,
+        name: str,
+        *,
+        lane: Lane,
+        request_timeout: float | None = None,
+    ) -> Any:
+        """GET one object (`request_timeout` caps the HTTP timeout)."""
+        return await self._run(lane, "get", res, namespace, name, write=False, cap=request_timeout)
 
     async def create(
-        self, res: api.Resource, namespace: str, body: dict[str, Any], *, lane: Lane
+        self,
+        res: api.Resource,
+        namespace: str,
+        body: dict[str, Any],
+        *,
+        lane: Lane,
+        request_timeout: float | None = None,
     ) -> Any:
         """Create `body`; fenced unless it is an Event or the Lease."""
-        return await self._run(lane, "create", res, namespace, body, write=_fenced(res))
+        return await self._run(
+            lane, "create", res, namespace, body, write=_fenced(res), cap=request_timeout
+        )
 
     async def patch(
         self, res: api.Resource, namespace: str, name: str, body: dict[str, Any], *, lane: Lane
@@ -173,10 +193,19 @@ class Lanes:
         return await self._run(lane, "patch", res, namespace, name, body, write=_fenced(res))
 
     async def replace(
-        self, res: api.Resource, namespace: str, name: str, body: dict[str, Any], *, lane: Lane
+        self,
+        res: api.Resource,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        *,
+        lane: Lane,
+        request_timeout: float | None = None,
     ) -> Any:
         """Replace an object (fenced unless it is the Lease)."""
-        return await self._run(lane, "replace", res, namespace, name, body, write=_fenced(res))
+        return await self._run(
+            lane, "replace", res, namespace, name, body, write=_fenced(res), cap=request_timeout
+        )
 
     async def delete(
         self, res: api.Resource, namespace: str, name: str, *, uid: str | None, lane: Lane
@@ -184,13 +213,21 @@ class Lanes:
         """Delete an object, with a UID precondition (fenced)."""
         await self._run(lane, "delete", res, namespace, name, uid=uid, write=_fenced(res))
 
-    async def _run(self, lane: Lane, operation: str, *args: Any, write: bool, **kwargs: Any) -> Any:
+    async def _run(
+        self,
+        lane: Lane,
+        operation: str,
+        *args: Any,
+        write: bool,
+        cap: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         client = self._lease_client if lane is Lane.LEASE else self.client
         if lane is Lane.ORDINARY:
             await self._admit(operation)
         await anyio.sleep(client.bucket.reserve(urgent=lane is not Lane.ORDINARY))
         method = getattr(client, operation)
-        call = functools.partial(self._send, client, method, *args, write=write, **kwargs)
+        call = functools.partial(self._send, client, method, *args, write=write, cap=cap, **kwargs)
         try:
             result = await anyio.to_thread.run_sync(
                 call, limiter=self._limiters[lane], abandon_on_cancel=True
@@ -204,9 +241,18 @@ class Lanes:
         self.breaker.record(None)
         return result
 
-    def _send(self, client: api.Api, method: Any, *args: Any, write: bool, **kwargs: Any) -> Any:
+    def _send(
+        self,
+        client: api.Api,
+        method: Any,
+        *args: Any,
+        write: bool,
+        cap: float | None,
+        **kwargs: Any,
+    ) -> Any:
         """In the worker thread: check the fence last, then send with a capped timeout."""
-        timeout = client.timeout_seconds
+        timeout = client.timeout_seconds if cap is None else min(client.timeout_seconds, cap)
+        timeout = max(timeout, 0.05)
         if write:
             left = self.fence()
             if left <= 0:
