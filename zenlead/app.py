@@ -423,6 +423,8 @@ class Controller:
                     await self.elector.wait_for(leading=False)
                 workers.cancel_scope.cancel()
             rec.forget_all_probes()
+            self.policy.clear()  # A standby parks nothing; the next leader judges afresh.
+            self._report_parked()
 
     def _leadership_changed(self, leading: bool, why: str) -> None:  # noqa: FBT001 - callback.
         self.metrics.is_leader.set(1 if leading else 0)
@@ -488,7 +490,7 @@ class Controller:
         self.metrics.retries.labels(key.namespace).inc()
         self.metrics.reconcile_errors.labels(key.namespace, key.name, kind).inc()
         self.metrics.track(self.metrics.reconcile_errors, key.namespace, key.name, kind)
-        if self.policy.parked(key):
+        if self.policy.warn_now(key):
             self._warn_failing(key, rec, exc, plan)
         return outcome
 

@@ -328,7 +328,11 @@ class Pool:
                 entry.health.detail,
             )
         if changed or notify:
-            self._on_change(entry.key, entry.uid, old, entry.health)
+            try:
+                self._on_change(entry.key, entry.uid, old, entry.health)
+            except BaseException:
+                entry.notify = True  # The change was not delivered: report the next result.
+                raise
 
     def _interval(self, entry: _Entry) -> float:
         config = entry.config

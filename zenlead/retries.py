@@ -102,6 +102,7 @@ class _Streak:
     failures: int
     since: float
     parked: bool = False
+    warned_at: float | None = None
 
 
 class Policy(Generic[K]):
@@ -159,6 +160,25 @@ class Policy(Generic[K]):
         """Forget `key`'s error streak; return True if it was parked (it has recovered)."""
         streak = self._streaks.pop(key, None)
         return streak is not None and streak.parked
+
+    def warn_now(self, key: K) -> bool:
+        """Tell whether a parked `key` is due a ReconcileFailing Warning (once per slow retry).
+
+        Its own events retry a parked Service at once, and each failure must not become a
+        Warning: at most one per `parked_retry_seconds`.
+        """
+        streak = self._streaks.get(key)
+        if streak is None or not streak.parked:
+            return False
+        now = self._clock()
+        if streak.warned_at is not None and now - streak.warned_at < self._parked_retry:
+            return False
+        streak.warned_at = now
+        return True
+
+    def clear(self) -> None:
+        """Forget every streak (this replica stopped leading; the next leader starts afresh)."""
+        self._streaks.clear()
 
     def parked(self, key: K) -> bool:
         """Tell whether `key` is in the dead-letter queue."""

@@ -183,20 +183,17 @@ def test_staleness_counts_from_the_failure_until_back_in_touch() -> None:
     assert informer.relists == 1
 
 
-def test_backoff_resets_after_a_successful_list(monkeypatch: pytest.MonkeyPatch) -> None:
-    """After an outage that ends, the next failure backs off from the start again (0.2 s)."""
+def test_backoff_resets_once_a_watch_works(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Failures right after good lists keep backing off; a watch that delivers resets it."""
     monkeypatch.setattr(informers.random, "uniform", lambda _low, _high: 1.0)
     waits: list[float] = []
-    fake = FakeApi(
-        lists=[[]],
-        watches=[
-            errors.ForbiddenError("rbac bootstrap", status=403),
-            errors.ForbiddenError("rbac bootstrap", status=403),
-            errors.ForbiddenError("rbac bootstrap", status=403),
-            errors.UnavailableError("restarting"),
-            errors.UnavailableError("restarting"),
-        ],
-    )
+
+    def delivers_then_breaks() -> Any:
+        yield {"type": "ADDED", "object": _svc("a", "5")}
+        raise errors.UnavailableError("API server restarting")
+
+    forbidden = errors.ForbiddenError("rbac bootstrap", status=403)
+    fake = FakeApi(lists=[[]], watches=[forbidden, forbidden, delivers_then_breaks(), forbidden])
     informer = informers.Informer(
         fake,  # type: ignore[arg-type]
         api.SERVICES,
@@ -208,6 +205,25 @@ def test_backoff_resets_after_a_successful_list(monkeypatch: pytest.MonkeyPatch)
     informer._stopping.wait = lambda seconds: waits.append(seconds) or False  # type: ignore[method-assign,func-returns-value]
     fake.informer = informer
     informer.run()
-    # 403s keep the resourceVersion (0.2, 0.4, 0.8 s); the first outage doubles again and
-    # relists, which succeeds and resets: the next failure waits 0.2 s again, not 3.2 s.
-    assert waits == pytest.approx([0.2, 0.4, 0.8, 1.6, 0.2])
+    assert waits == pytest.approx([0.2, 0.4, 0.2, 0.4])
+    assert fake.list_calls == 5, "every failure relists: only a list proves the cache current"
+
+
+def test_repeated_expiry_backs_off() -> None:
+    """A first 410 relists at once; a second in a row waits (no loop of full lists)."""
+    waits: list[float] = []
+    gone = errors.GoneError("too old", status=410)
+    fake = FakeApi(lists=[[]], watches=[gone, gone, gone])
+    informer = informers.Informer(
+        fake,  # type: ignore[arg-type]
+        api.SERVICES,
+        namespace="ns",
+        target=store.Store(lambda o: ("ns", o["metadata"]["name"])),
+        transform=lambda raw: raw,
+        handler=lambda *_args: None,
+    )
+    informer._stopping.wait = lambda seconds: waits.append(seconds) or False  # type: ignore[method-assign,func-returns-value]
+    fake.informer = informer
+    informer.run()
+    assert len(waits) == 2
+    assert waits[0] > 0

@@ -191,3 +191,24 @@ async def test_dropping_a_target_cancels_only_that_loop() -> None:
         assert dropped.calls <= frozen + 1
         assert h.restarts("good") == 0
         tg.cancel_scope.cancel()
+
+
+async def test_a_failed_notification_is_repeated() -> None:
+    """If reporting a verdict change fails, the next probe reports again (no lost failover)."""
+    h = Harness({"good": ok})
+    calls: list[str] = []
+
+    def flaky(_key: Any, _uid: str, _old: Any, new: probing.Health) -> None:
+        calls.append(new.state)
+        if len(calls) == 1:
+            raise RuntimeError("enqueue failed")
+
+    h.pool._on_change = flaky
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(h.pool.run)
+        await h.until(lambda: h.pool.running)
+        h.pool.ensure(KEY, config("good"), targets("a"))
+        await h.until(lambda: len(calls) >= 2)
+        assert calls[:2] == [probing.UP, probing.UP]
+        assert h.restarts("good") == 1
+        tg.cancel_scope.cancel()

@@ -99,3 +99,20 @@ def test_deferrals_do_not_count_toward_parking() -> None:
         made.after_failure(KEY, errors.CircuitOpenError("open", retry_after=2.0), backoff=0)
         clock.advance(5.0)
     assert made.streak(KEY) is None
+
+
+def test_parked_warnings_are_spaced() -> None:
+    """A parked key is due one Warning on parking, then at most one per slow-retry interval."""
+    clock = helpers.FakeClock()
+    made = policy(clock)
+    for _ in range(8):
+        made.after_failure(KEY, ValueError("x"), backoff=1.0)
+        clock.advance(5.0)
+    assert made.warn_now(KEY)
+    clock.advance(1.0)
+    made.after_failure(KEY, ValueError("x"), backoff=1.0)  # An event retried it at once.
+    assert not made.warn_now(KEY)
+    clock.advance(300.0)
+    assert made.warn_now(KEY)
+    made.clear()
+    assert made.parked_per_namespace() == {}

@@ -295,3 +295,10 @@ class TestPins:
         now[0] += store_mod.PIN_SECONDS + 1
         store.replace([], scope="ns", version="5")
         assert store.get("ns", "s") is None
+
+    def test_late_pin_does_not_overwrite_a_newer_version(self) -> None:
+        """If the watch already delivered our write and a newer change, the pin keeps those."""
+        store = filled(ours("s", "101"))
+        store.pin(ours("s", "100"))
+        assert store.get("ns", "s")["metadata"]["resourceVersion"] == "101"
+        assert store.admit(ours("s", "100"), deleted=False) is True, "no pin was left behind"

@@ -2,16 +2,19 @@
 
 One `Informer` per (resource, namespace scope) runs in its own thread (`run`). It lists (in
 pages), replaces the store and reports the differences, marks itself synced, then watches from
-the list's resourceVersion with bookmarks. A 410 Gone (resourceVersion too old) or a broken
-watch that cannot resume makes it relist; other failures back off exponentially from 0.2 s to
-5 s, and the backoff resets as soon as a list succeeds or a watch is open again (a 403 during
-an API server's RBAC bootstrap must not leave a failover controller blind for half a minute).
+the list's resourceVersion with bookmarks. Any failure makes it list again, since only a
+fresh list proves the cache current: a first 410 Gone (resourceVersion too old) at once,
+everything else (and repeated 410s) after a backoff growing from 0.2 s to 5 s. The backoff
+resets once a watch works again (delivers an event or ends normally), so a 403 during an API
+server's RBAC bootstrap cannot leave a failover controller blind for half a minute, while a
+watch that keeps failing right after a good list cannot turn into a loop of full lists.
 `stop` ends it promptly by closing the open watch response.
 
 Nothing ends the loop but `stop`: a handler or transform that raises is logged and counted
 (the object is skipped), and an unexpected error backs off and relists like an API failure.
-`staleness` says how long the informer has been out of touch (no open watch and no successful
-list since a failure): the controller does not lead on a cache that is stale for too long.
+`staleness` says how long the informer has been out of touch: from its first failure until a
+list succeeds again. The controller does not lead on a cache that is stale for too long. (A
+watch that silently stops delivering, with no error, is noticed only when its read times out.)
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ class Informer(Generic[T]):
         self.failures = 0
         self.handler_errors = 0
         self._lost_at: float | None = time.monotonic()  # Out of touch until the first list.
+        self._delivered = False  # The current watch delivered an event or bookmark.
 
     def staleness(self) -> float:
         """Return seconds since this informer lost touch with the API server (0 while in touch)."""
@@ -96,32 +100,35 @@ class Informer(Generic[T]):
         """List and watch until `stop`; never raises."""
         backoff = 0.0
         rv: str | None = None
+        expired = 0
         while not self._stopping.is_set():
             try:
                 if rv is None:
                     rv = self._relist()
-                    backoff = 0.0
                     self.synced.set()
+                self._delivered = False
                 rv = self._watch(rv)
-            except errors.GoneError:
-                log.info("%s: resourceVersion expired, relisting", self.name)
-                self._lose()
-                rv = None
+                backoff, expired = 0.0, 0  # The watch ran its course: a healthy stream.
             except Exception as exc:  # The loop must survive anything...
                 if self._stopping.is_set():
                     break
+                if self._delivered:
+                    backoff = 0.0  # The watch worked for a while before this failure.
                 self._lose()
-                self.failures += 1
+                rv = None  # Only a fresh list proves the cache current again.
+                if isinstance(exc, errors.GoneError):
+                    expired += 1
+                    log.info("%s: resourceVersion expired, relisting", self.name)
+                    if expired == 1:
+                        continue  # Relist at once; back off only if it keeps expiring.
+                else:
+                    self.failures += 1
                 backoff = min(_MAX_BACKOFF, max(_MIN_BACKOFF, backoff * 2))
                 if isinstance(exc, errors.KubeError):
                     log.warning("%s: %s; retrying in %.1fs", self.name, exc, backoff)
                 else:
                     log.exception("%s failed; retrying in %.1fs", self.name, backoff)
                 self._stopping.wait(backoff * random.uniform(0.8, 1.2))  # noqa: S311 - jitter
-                if not isinstance(exc, errors.KubeError) or isinstance(
-                    exc, errors.UnavailableError
-                ):
-                    rv = None  # Events may have been missed (or dropped): list again.
 
     def _lose(self) -> None:
         if self._lost_at is None:
@@ -177,7 +184,6 @@ class Informer(Generic[T]):
 
         def keep(response: Any) -> None:
             self._response = response
-            self._touch()  # The watch is open: in touch again.
 
         events = self.client.watch(
             self.resource,
@@ -199,6 +205,8 @@ class Informer(Generic[T]):
     def _apply(self, event: dict[str, Any]) -> str | None:
         kind = event.get("type")
         raw = event.get("object") or {}
+        if kind != "ERROR":
+            self._delivered = True
         if kind == "ERROR":
             code = int(raw.get("code") or 0)
             message = f"watch {self.name}: {raw.get('message', raw)}"

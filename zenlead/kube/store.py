@@ -136,11 +136,19 @@ class Store(Generic[T]):
         return changes
 
     def pin(self, obj: T) -> None:
-        """Store `obj`, the API server's answer to our write, and pin its version."""
+        """Store `obj`, the API server's answer to our write, and pin its version.
+
+        If the informer already stored that object at the same or a newer version (its watch
+        event beat our answer back, perhaps with someone's later change), that is kept.
+        """
         namespace, name = self._key(obj)
         uid, version = _meta(obj)
         with self._lock:
-            self._by_ns.setdefault(namespace, {})[name] = obj
+            bucket = self._by_ns.setdefault(namespace, {})
+            held_uid, held_version = _meta(bucket.get(name))
+            if version is not None and held_uid == uid and (held_version or -1) >= version:
+                return
+            bucket[name] = obj
             if version is not None:
                 self._pins[namespace, name] = _Pin(uid, version, time.monotonic())
 
