@@ -46,6 +46,9 @@ def connect(kubeconfig: str | None, *, context: str | None = None, pool_size: in
                 config_file=kubeconfig, context=context, client_configuration=cfg
             )
         cfg.connection_pool_maxsize = pool_size
+        # No hidden retries: urllib3 would retry a failed connection three times, each with a
+        # full timeout, past the deadline a fenced write was given. zen-lead retries itself.
+        cfg.retries = False
         return client.ApiClient(cfg)
     except (config_exception.ConfigException, OSError) as exc:
         where = kubeconfig or "in-cluster service account"
