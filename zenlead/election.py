@@ -180,6 +180,7 @@ class Elector:
         self._observe((holder, spec.get("renewTime"), spec.get("leaseTransitions")))
         if holder and holder != self.identity:
             if self.leading:
+                self._valid_until = 0.0  # Someone else holds it: no claim left on it.
                 return Outcome.OTHER  # Stop writing now; take it back only once it expires.
             duration = _duration(spec, self.lease_seconds)
             if self.monotonic() - self._observed_at < duration:
@@ -212,12 +213,15 @@ class Elector:
         return Outcome.HELD
 
     async def _absent(self) -> Outcome:
-        """Create a missing Lease: at once while we lead, else after a lease duration.
+        """Create a missing Lease: at once while our validity lasts, else after a lease duration.
 
+        While our last renewal is younger than the renew deadline nobody else can hold the
+        Lease legitimately (they would need a lease duration), even if a conflict just made us
+        stop writing; so re-creating it is safe and keeps a deleted Lease from stalling routing.
         Absence is a record of its own, observed when first seen: the full lease duration is
         counted from there, never from an older record (we may have missed its renewals).
         """
-        if not self.leading:
+        if self.monotonic() >= self._valid_until:  # Not (or no longer) validly leading.
             self._observe(_ABSENT)
             if self.monotonic() - self._observed_at < self.lease_seconds:
                 return Outcome.OTHER
@@ -256,6 +260,7 @@ class Elector:
         if not self.leading:
             return
         self._set(leading=False, why=why)
+        self._valid_until = 0.0  # Handed over: a successor may lead at once.
         try:
             lease = await self.client.get(
                 api.LEASES, self.namespace, self.name, lane=lanes.Lane.LEASE
