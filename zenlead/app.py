@@ -309,6 +309,7 @@ class Controller:
                     target=self.cache.services,
                     transform=_strip,
                     handler=mapper.on_service,
+                    watch_seconds=self.settings.watch_timeout_seconds,
                 ),
                 informers.Informer(
                     kube,
@@ -318,6 +319,7 @@ class Controller:
                     transform=model.Pod.from_raw,
                     handler=mapper.on_pod,
                     before=mapper.before_pod,
+                    watch_seconds=self.settings.watch_timeout_seconds,
                 ),
                 informers.Informer(
                     kube,
@@ -327,6 +329,7 @@ class Controller:
                     transform=_strip,
                     handler=mapper.on_slice,
                     label_selector=slice_selector,
+                    watch_seconds=self.settings.watch_timeout_seconds,
                 ),
             ]
         return made

@@ -130,6 +130,15 @@ FIELDS: tuple[Field, ...] = (
         "timeout of every API call except watches (0.1-300)",
         _between(0.1, 300),
     ),
+    Field(
+        "watch_timeout_seconds",
+        float,
+        300.0,
+        "the API server ends each watch after 80-100 % of this, and the informer resumes it "
+        "from its last resourceVersion; lower it behind load balancers that cut idle "
+        "connections (5-3600)",
+        _between(5, 3600),
+    ),
     Field("metrics_bind_address", _address, ":8080", "HOST:PORT of /metrics"),
     Field("health_probe_bind_address", _address, ":8081", "HOST:PORT of /healthz and /readyz"),
     Field("leader_elect", _bool, default=True, help="use a Lease so only one replica writes"),
@@ -222,6 +231,7 @@ class Settings:
     qps: float = 50.0
     burst: int = 100
     api_timeout_seconds: float = 10.0
+    watch_timeout_seconds: float = 300.0
     metrics_bind_address: str = ":8080"
     health_probe_bind_address: str = ":8081"
     leader_elect: bool = True

@@ -55,6 +55,7 @@ class Informer(Generic[T]):
         handler: Callable[[T | None, T | None, float], None],
         label_selector: str | None = None,
         before: Callable[[T | None, T | None, float], None] | None = None,
+        watch_seconds: float = 300.0,
     ) -> None:
         """Watch `resource` in `namespace` (all when None); call `handler(old, new, seen_at)`.
 
@@ -69,6 +70,7 @@ class Informer(Generic[T]):
         self.handler = handler
         self.label_selector = label_selector
         self.before = before
+        self.watch_seconds = watch_seconds
         self.synced = threading.Event()
         self._stopping = threading.Event()
         self._response: Any = None
@@ -190,7 +192,8 @@ class Informer(Generic[T]):
             self.namespace,
             resource_version=rv,
             label_selector=self.label_selector,
-            timeout_seconds=random.randint(240, 300),  # noqa: S311 - spread reconnects
+            # The server ends each watch after this long (spread, so reconnects do not align).
+            timeout_seconds=max(1, round(self.watch_seconds * random.uniform(0.8, 1.0))),  # noqa: S311
             on_response=keep,
         )
         try:
