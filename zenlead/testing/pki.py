@@ -4,6 +4,10 @@
 and the kubeconfig need: a CA that signs the serving certificate (127.0.0.1 and the in-cluster
 names) and the admin client certificate (group ``system:masters``), and an RSA key pair for
 service-account tokens. Nothing is reused between runs, so no test can depend on stale keys.
+
+`issue_client_cert` signs further client certificates with the same CA (`ControlPlane.issue_user`
+uses it), so a test can run a client as an ordinary user: RBAC and API Priority and Fairness
+apply to it, where ``system:masters`` is exempt from both.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 if TYPE_CHECKING:
     import pathlib
+    from collections.abc import Sequence
 
-__all__ = ("ADMIN_GROUP", "ADMIN_USER", "Pki", "write_pki")
+__all__ = ("ADMIN_GROUP", "ADMIN_USER", "ClientCert", "Pki", "issue_client_cert", "write_pki")
 
 ADMIN_USER = "zen-lead-admin"
 """User name in the admin client certificate."""
@@ -47,6 +52,7 @@ class Pki:
         admin_key: its key.
         sa_public: public half of the service-account signing key.
         sa_private: private half of the service-account signing key.
+        ca_key: the CA's private key, kept so `issue_client_cert` can sign more clients.
 
     """
 
@@ -57,6 +63,21 @@ class Pki:
     admin_key: pathlib.Path
     sa_public: pathlib.Path
     sa_private: pathlib.Path
+    ca_key: pathlib.Path
+
+
+@dataclasses.dataclass(frozen=True)
+class ClientCert:
+    """Paths of a client certificate written by `issue_client_cert`.
+
+    Attributes:
+        cert: the certificate (PEM).
+        key: its private key (PEM, mode 0600).
+
+    """
+
+    cert: pathlib.Path
+    key: pathlib.Path
 
 
 def write_pki(directory: pathlib.Path, *, ips: tuple[str, ...]) -> Pki:
@@ -83,22 +104,32 @@ def write_pki(directory: pathlib.Path, *, ips: tuple[str, ...]) -> Pki:
         ).add_extension(x509.SubjectAlternativeName(sans), critical=False),
         ca_key,
     )
-    admin_key = _new_key()
-    admin_subject = x509.Name(
-        [
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, ADMIN_GROUP),
-            x509.NameAttribute(NameOID.COMMON_NAME, ADMIN_USER),
-        ]
-    )
-    admin = _sign(_leaf(admin_subject, ca_name, admin_key, ExtendedKeyUsageOID.CLIENT_AUTH), ca_key)
     pki = Pki(*(directory / n for n in _FILE_NAMES))
     _write(pki.ca_cert, _cert_pem(ca))
+    _write(pki.ca_key, _key_pem(ca_key))
     _write(pki.serving_cert, _cert_pem(serving))
     _write(pki.serving_key, _key_pem(serving_key))
-    _write(pki.admin_cert, _cert_pem(admin))
-    _write(pki.admin_key, _key_pem(admin_key))
+    _write_client(ClientCert(pki.admin_cert, pki.admin_key), ca, ca_key, ADMIN_USER, (ADMIN_GROUP,))
     _write_sa_keys(pki)
     return pki
+
+
+def issue_client_cert(
+    creds: Pki, directory: pathlib.Path, *, stem: str, user: str, groups: Sequence[str] = ()
+) -> ClientCert:
+    """Sign a client certificate for `user` in `groups` with the CA of `creds`.
+
+    Writes ``<stem>.crt`` and ``<stem>.key`` into `directory` and returns their paths. The API
+    server takes the common name as the user name and each organisation as a group.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    ca = x509.load_pem_x509_certificate(creds.ca_cert.read_bytes())
+    ca_key = serialization.load_pem_private_key(creds.ca_key.read_bytes(), password=None)
+    if not isinstance(ca_key, ec.EllipticCurvePrivateKey):
+        raise TypeError(f"{creds.ca_key} is not the EC key write_pki makes")
+    issued = ClientCert(directory / f"{stem}.crt", directory / f"{stem}.key")
+    _write_client(issued, ca, ca_key, user, tuple(groups))
+    return issued
 
 
 _FILE_NAMES = (
@@ -109,7 +140,19 @@ _FILE_NAMES = (
     "admin.key",
     "sa.pub",
     "sa.key",
+    "ca.key",
 )
+
+
+def _write_client(
+    paths: ClientCert, ca: x509.Certificate, ca_key: _Key, user: str, groups: tuple[str, ...]
+) -> None:
+    key = _new_key()
+    names = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, group) for group in groups]
+    subject = x509.Name([*names, x509.NameAttribute(NameOID.COMMON_NAME, user)])
+    cert = _sign(_leaf(subject, ca.subject, key, ExtendedKeyUsageOID.CLIENT_AUTH), ca_key)
+    _write(paths.cert, _cert_pem(cert))
+    _write(paths.key, _key_pem(key))
 
 
 def _new_key() -> _Key:

@@ -1,0 +1,187 @@
+"""The chaos-test harness against a real control plane.
+
+Restarts, compaction, audit and users.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import ssl
+import uuid
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client import exceptions
+
+from tests import helpers
+from zenlead.kube import client as kube_client
+from zenlead.testing import controlplane, pki
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+CHAOS = controlplane.Options(audit=True)
+
+
+@pytest.fixture(scope="module")
+def plane() -> Iterator[controlplane.ControlPlane]:
+    """Start a control plane of this module's own, which its tests stop and restart."""
+    with controlplane.ControlPlane(CHAOS) as started:
+        yield started
+
+
+@pytest.fixture
+def plane_ns(plane: controlplane.ControlPlane) -> str:
+    """Create a fresh namespace on `plane`."""
+    name = f"h-{uuid.uuid4().hex[:8]}"
+    call(plane, "POST", "/api/v1/namespaces", {"metadata": {"name": name}})
+    return name
+
+
+def tls(plane: controlplane.ControlPlane) -> ssl.SSLContext:
+    """Return a client TLS context with the admin certificate of `plane`."""
+    creds = plane.credentials
+    context = ssl.create_default_context(cafile=str(creds.ca_cert))
+    context.load_cert_chain(str(creds.admin_cert), str(creds.admin_key))
+    return context
+
+
+def call(
+    plane: controlplane.ControlPlane,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    *,
+    port: int | None = None,
+    agent: str = "harness-test",
+    timeout: float = 5,
+) -> tuple[int, dict[str, Any]]:
+    """Make one admin request (no retries) to `plane` or to `port`; return status and JSON."""
+    conn = http.client.HTTPSConnection(
+        "127.0.0.1", port or plane.port, context=tls(plane), timeout=timeout
+    )
+    try:
+        data = json.dumps(body).encode() if body is not None else None
+        kind = "merge-patch+json" if method == "PATCH" else "json"
+        headers = {"Content-Type": f"application/{kind}", "User-Agent": agent}
+        conn.request(method, path, body=data, headers=headers)
+        answer = conn.getresponse()
+        return answer.status, json.loads(answer.read() or b"{}")
+    finally:
+        conn.close()
+
+
+def first_watch_event(plane: controlplane.ControlPlane, path: str, rv: str) -> dict[str, Any]:
+    """Open a watch on `path` from `rv` and return its first event."""
+    conn = http.client.HTTPSConnection("127.0.0.1", plane.port, context=tls(plane), timeout=5)
+    try:
+        conn.request("GET", f"{path}?watch=1&resourceVersion={rv}&timeoutSeconds=5")
+        event: dict[str, Any] = json.loads(conn.getresponse().readline())
+        return event
+    finally:
+        conn.close()
+
+
+class TestRestarts:
+    """API server and etcd restart on the same ports and data."""
+
+    def test_apiserver_stop_kill_and_start(
+        self, plane: controlplane.ControlPlane, plane_ns: str
+    ) -> None:
+        """Data and port survive SIGTERM and SIGKILL of kube-apiserver; requests fail between."""
+        port = plane.port
+        path = f"/api/v1/namespaces/{plane_ns}/configmaps"
+        call(plane, "POST", path, {"metadata": {"name": "kept"}})
+        for kill in (False, True):
+            plane.stop_apiserver(kill=kill)
+            with pytest.raises(ConnectionRefusedError):
+                call(plane, "GET", "/version")
+            plane.start_apiserver()
+            assert plane.port == port
+            assert call(plane, "GET", f"{path}/kept")[0] == 200
+
+    def test_etcd_kill_and_start(self, plane: controlplane.ControlPlane, plane_ns: str) -> None:
+        """With etcd SIGKILLed reads fail; after start_etcd they succeed on the old data."""
+        path = f"/api/v1/namespaces/{plane_ns}/configmaps"
+        call(plane, "POST", path, {"metadata": {"name": "kept"}})
+        plane.kill_etcd()
+        with pytest.raises(TimeoutError):
+            call(plane, "GET", f"{path}/kept", timeout=2)
+        plane.start_etcd()
+        helpers.poll(
+            lambda: call(plane, "GET", f"{path}/kept")[0] == 200, timeout=20, what="etcd back"
+        )
+
+
+class TestCompaction:
+    """compact_etcd expires old resourceVersions, but the watch cache hides it."""
+
+    def test_only_uncached_resources_get_410(self) -> None:
+        """After compact_etcd an uncached resource's old RV gets 410; a cached one replays.
+
+        A fresh control plane: after an etcd outage the caches may re-watch etcd from a
+        compacted revision, reinitialise (429) and then answer 410 for cached resources too.
+        """
+        options = controlplane.Options(uncached_resources=("configmaps",))
+        with controlplane.ControlPlane(options) as fresh:
+            call(fresh, "POST", "/api/v1/namespaces", {"metadata": {"name": "c"}})
+            old = {}
+            for kind in ("configmaps", "secrets"):
+                path = f"/api/v1/namespaces/c/{kind}"
+                _, created = call(fresh, "POST", path, {"metadata": {"name": "a"}})
+                old[kind] = created["metadata"]["resourceVersion"]
+                status, _ = call(fresh, "PATCH", f"{path}/a", {"metadata": {"labels": {"v": "2"}}})
+                assert status == 200
+            assert fresh.compact_etcd() > int(old["secrets"])
+            gone = first_watch_event(fresh, "/api/v1/namespaces/c/configmaps", old["configmaps"])
+            replayed = first_watch_event(fresh, "/api/v1/namespaces/c/secrets", old["secrets"])
+        assert (gone["type"], gone["object"]["code"]) == ("ERROR", 410)
+        assert replayed.get("type") == "MODIFIED", json.dumps(replayed)
+
+
+class TestAudit:
+    """The audit log records writes with who, when and which revision."""
+
+    def test_service_create_and_lease_holder(
+        self, plane: controlplane.ControlPlane, plane_ns: str
+    ) -> None:
+        """A Service create and a Lease create are parsed with agent, code, RV and holder."""
+        agent = "zen-lead/0.1.0 (replica-1)"
+        service = {"metadata": {"name": "web"}, "spec": {"ports": [{"port": 80}]}}
+        _, created = call(
+            plane, "POST", f"/api/v1/namespaces/{plane_ns}/services", service, agent=agent
+        )
+        lease = {"metadata": {"name": "lock"}, "spec": {"holderIdentity": "replica-1"}}
+        leases = f"/apis/coordination.k8s.io/v1/namespaces/{plane_ns}/leases"
+        call(plane, "POST", leases, lease)
+
+        def mine() -> list[controlplane.AuditEvent]:
+            events = [e for e in plane.audit_events() if e.namespace == plane_ns]
+            return events if len(events) == 2 else []
+
+        svc, lock = helpers.poll(mine, timeout=5, what="two audit events")
+        assert (svc.verb, svc.resource, svc.name, svc.code) == ("create", "services", "web", 201)
+        assert (svc.user, svc.user_agent, svc.stage) == (pki.ADMIN_USER, agent, "ResponseComplete")
+        assert svc.resource_version == int(created["metadata"]["resourceVersion"])
+        assert svc.request_received <= svc.stage_timestamp
+        assert (lock.resource, lock.holder, svc.holder) == ("leases", "replica-1", None)
+
+
+class TestUsers:
+    """issue_user makes ordinary, RBAC-bound identities."""
+
+    def test_issued_user_is_authenticated_but_not_authorized(
+        self, control_plane: controlplane.ControlPlane, namespace: str
+    ) -> None:
+        """The API server sees the user and groups; RBAC refuses what nothing grants."""
+        kubeconfig = control_plane.issue_user("alice", groups=("devs",))
+        with contextlib.closing(kube_client.connect(str(kubeconfig))) as alice:
+            review = client.AuthenticationV1Api(alice).create_self_subject_review({})
+            assert review.status.user_info.username == "alice"
+            assert "devs" in review.status.user_info.groups
+            with pytest.raises(exceptions.ApiException) as refused:
+                client.CoreV1Api(alice).list_namespaced_pod(namespace)
+        assert refused.value.status == 403
