@@ -1,6 +1,6 @@
 """The chaos-test harness against a real control plane.
 
-Restarts, compaction, audit and users.
+Restarts, compaction, audit, users and the proxy.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ import contextlib
 import http.client
 import json
 import ssl
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +19,7 @@ from kubernetes.client import exceptions
 
 from tests import helpers
 from zenlead.kube import client as kube_client
-from zenlead.testing import controlplane, pki
+from zenlead.testing import controlplane, pki, proxy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -185,3 +186,73 @@ class TestUsers:
             with pytest.raises(exceptions.ApiException) as refused:
                 client.CoreV1Api(alice).list_namespaced_pod(namespace)
         assert refused.value.status == 403
+
+
+@pytest.fixture
+def tcp_proxy(control_plane: controlplane.ControlPlane) -> Iterator[proxy.Proxy]:
+    """Run a proxy in front of the session's API server."""
+    with proxy.Proxy("127.0.0.1", control_plane.port) as started:
+        yield started
+
+
+class TestProxy:
+    """The proxy passes TLS through and breaks the network on command."""
+
+    def test_forwards_and_kubeconfig_points_at_it(
+        self, control_plane: controlplane.ControlPlane, tcp_proxy: proxy.Proxy, namespace: str
+    ) -> None:
+        """A kubeconfig from issue_user(server_url=proxy.url) reaches the API server."""
+        kubeconfig = control_plane.issue_user(
+            pki.ADMIN_USER, groups=(pki.ADMIN_GROUP,), server_url=tcp_proxy.url
+        )
+        with contextlib.closing(kube_client.connect(str(kubeconfig))) as api:
+            assert client.CoreV1Api(api).read_namespace(namespace).metadata.name == namespace
+        stats = tcp_proxy.stats()
+        assert stats.accepted >= 1
+        assert stats.bytes_up > 0
+        assert stats.bytes_down > 0
+
+    def test_pause_then_resume(
+        self, control_plane: controlplane.ControlPlane, tcp_proxy: proxy.Proxy
+    ) -> None:
+        """While paused a request times out; after resume it succeeds."""
+        tcp_proxy.pause()
+        with pytest.raises(TimeoutError):
+            call(control_plane, "GET", "/version", port=tcp_proxy.port, timeout=0.5)
+        tcp_proxy.resume()
+        assert call(control_plane, "GET", "/version", port=tcp_proxy.port)[0] == 200
+
+    def test_cut_resets_until_heal(
+        self, control_plane: controlplane.ControlPlane, tcp_proxy: proxy.Proxy
+    ) -> None:
+        """Cut resets an open connection and every new one; heal lets new ones through."""
+        conn = http.client.HTTPSConnection(
+            "127.0.0.1", tcp_proxy.port, context=tls(control_plane), timeout=5
+        )
+        with contextlib.closing(conn):
+            conn.request("GET", "/version")
+            assert conn.getresponse().read()
+            tcp_proxy.cut()
+            # The RST surfaces as a reset or, from OpenSSL on the write, as an unexpected EOF.
+            with pytest.raises((ConnectionResetError, ssl.SSLEOFError)):
+                _get_version(conn)
+        with pytest.raises(ConnectionResetError):
+            call(control_plane, "GET", "/version", port=tcp_proxy.port)
+        tcp_proxy.heal()
+        assert call(control_plane, "GET", "/version", port=tcp_proxy.port)[0] == 200
+        assert tcp_proxy.stats().reset >= 2
+
+    def test_delay_adds_latency(
+        self, control_plane: controlplane.ControlPlane, tcp_proxy: proxy.Proxy
+    ) -> None:
+        """With delay(0.2) a request (handshake and answer: two round trips) takes >= 0.8 s."""
+        tcp_proxy.delay(0.2)
+        start = time.monotonic()
+        assert call(control_plane, "GET", "/version", port=tcp_proxy.port)[0] == 200
+        assert time.monotonic() - start >= 0.8
+        tcp_proxy.delay(0)
+
+
+def _get_version(conn: http.client.HTTPSConnection) -> bytes:
+    conn.request("GET", "/version")
+    return conn.getresponse().read()
