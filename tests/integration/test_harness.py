@@ -1,6 +1,6 @@
 """The chaos-test harness against a real control plane.
 
-Restarts, compaction, audit, users and the proxy.
+Restarts, compaction, audit, users, the proxy and the watcher.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from kubernetes.client import exceptions
 
 from tests import helpers
 from zenlead.kube import client as kube_client
-from zenlead.testing import controlplane, pki, proxy
+from zenlead.testing import controlplane, history, pki, proxy
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -168,6 +168,7 @@ class TestAudit:
         assert (svc.user, svc.user_agent, svc.stage) == (pki.ADMIN_USER, agent, "ResponseComplete")
         assert svc.resource_version == int(created["metadata"]["resourceVersion"])
         assert svc.request_received <= svc.stage_timestamp
+        assert history.agent_identity(svc.user_agent) == "replica-1"
         assert (lock.resource, lock.holder, svc.holder) == ("leases", "replica-1", None)
 
 
@@ -256,3 +257,107 @@ class TestProxy:
 def _get_version(conn: http.client.HTTPSConnection) -> bytes:
     conn.request("GET", "/version")
     return conn.getresponse().read()
+
+
+def make_slice(name: str, ip: str, pod: str) -> dict[str, Any]:
+    """Return a zen-lead-labelled EndpointSlice manifest with one endpoint."""
+    return {
+        "metadata": {
+            "name": name,
+            "labels": {
+                "endpointslice.kubernetes.io/managed-by": "zen-lead",
+                "kubernetes.io/service-name": name,
+                history.SOURCE_LABEL: "web",
+            },
+        },
+        "addressType": "IPv4",
+        "endpoints": [endpoint(ip, pod)],
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+    }
+
+
+def endpoint(ip: str, pod: str) -> dict[str, Any]:
+    """Return a ready endpoint at `ip` for pod `pod`."""
+    ref = {"kind": "Pod", "name": pod, "uid": f"uid-{pod}"}
+    return {"addresses": [ip], "conditions": {"ready": True}, "targetRef": ref}
+
+
+class TestWatcher:
+    """The watcher records every version it sees, and gaps."""
+
+    def test_records_every_slice_version(
+        self, control_plane: controlplane.ControlPlane, api: Any, namespace: str
+    ) -> None:
+        """Create, two patches and delete of a slice are four versions with the API's RVs."""
+        slices = client.DiscoveryV1Api(api)
+        with history.Watcher(control_plane.kubeconfig, namespace) as watcher:
+            rvs = [
+                slices.create_namespaced_endpoint_slice(
+                    namespace, make_slice("web-leader", "10.244.9.9", "p9")
+                ).metadata.resource_version
+            ]
+            for ip, pod in (("10.244.9.8", "p8"), ("10.244.9.7", "p7")):
+                patch = {"endpoints": [endpoint(ip, pod)]}
+                updated = slices.patch_namespaced_endpoint_slice("web-leader", namespace, patch)
+                rvs.append(updated.metadata.resource_version)
+            slices.delete_namespaced_endpoint_slice("web-leader", namespace)
+            recorded = watcher.wait_for(
+                lambda h: len(_slices(h)) >= 4,
+                timeout=10,
+                what="four slice versions",
+            )
+        versions = _slices(recorded)
+        assert [v.resource_version for v in versions[:3]] == [int(rv) for rv in rvs]
+        assert [(v.endpoints[0].ip, v.endpoints[0].pod_name) for v in versions[:3]] == [
+            ("10.244.9.9", "p9"),
+            ("10.244.9.8", "p8"),
+            ("10.244.9.7", "p7"),
+        ]
+        assert versions[0].source == "web"
+        assert versions[0].endpoints[0].ready is True
+        assert versions[3].deleted
+
+    def test_records_pods_and_leases(
+        self, control_plane: controlplane.ControlPlane, make_pod: Any, api: Any, namespace: str
+    ) -> None:
+        """A pod made to run and a Lease taken are recorded with IP, readiness and holder."""
+        with history.Watcher(control_plane.kubeconfig, namespace) as watcher:
+            make_pod("p1", ip="10.244.9.1", labels={"app": "web"})
+            lease = {"metadata": {"name": "lock"}, "spec": {"holderIdentity": "r1"}}
+            client.CoordinationV1Api(api).create_namespaced_lease(namespace, lease)
+            recorded = watcher.wait_for(
+                lambda h: any(history.lease_holders(h)) and any(_running(h)),
+                timeout=10,
+                what="a running pod and a Lease",
+            )
+        pod = _running(recorded)[0]
+        assert (pod.name, pod.ip, pod.label("app")) == ("p1", "10.244.9.1", "web")
+        assert history.pod_qualifies(pod)
+        assert [v.holder for v in history.lease_holders(recorded)] == ["r1"]
+
+    def test_apiserver_restart_is_a_gap(
+        self, plane: controlplane.ControlPlane, plane_ns: str
+    ) -> None:
+        """A restarted API server breaks the watches: each relists and records a Gap first."""
+        with history.Watcher(plane.kubeconfig, plane_ns) as watcher:
+            plane.stop_apiserver(kill=True)
+            stopped = time.monotonic()
+            plane.start_apiserver()
+            recorded = watcher.wait_for(
+                lambda h: len(_gaps(h)) == 3, timeout=20, what="a gap in each of three watches"
+            )
+        gaps = _gaps(recorded)
+        assert {g.resource for g in gaps} == {"endpointslices", "pods", "leases"}
+        assert all(g.since <= g.at and g.at > stopped for g in gaps)
+
+
+def _slices(records: Any) -> list[history.SliceVersion]:
+    return [r for r in records if isinstance(r, history.SliceVersion)]
+
+
+def _running(records: Any) -> list[history.PodVersion]:
+    return [r for r in records if isinstance(r, history.PodVersion) and r.phase == "Running"]
+
+
+def _gaps(records: Any) -> list[history.Gap]:
+    return [r for r in records if isinstance(r, history.Gap)]
