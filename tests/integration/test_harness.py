@@ -1,6 +1,6 @@
 """The chaos-test harness against a real control plane.
 
-Restarts, compaction, audit, users, the proxy and the watcher.
+Restarts, compaction, audit, users, proxy, watcher and controller replicas.
 """
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import signal
 import ssl
 import time
 import uuid
@@ -19,9 +20,10 @@ from kubernetes.client import exceptions
 
 from tests import helpers
 from zenlead.kube import client as kube_client
-from zenlead.testing import controlplane, history, pki, proxy
+from zenlead.testing import controlplane, history, pki, proxy, replica
 
 if TYPE_CHECKING:
+    import pathlib
     from collections.abc import Iterator
 
 CHAOS = controlplane.Options(audit=True)
@@ -361,3 +363,28 @@ def _running(records: Any) -> list[history.PodVersion]:
 
 def _gaps(records: Any) -> list[history.Gap]:
     return [r for r in records if isinstance(r, history.Gap)]
+
+
+class TestReplica:
+    """A controller replica in a child process starts, serves and dies on SIGKILL."""
+
+    def test_ready_then_sigkill(
+        self, control_plane: controlplane.ControlPlane, namespace: str, tmp_path: pathlib.Path
+    ) -> None:
+        """The replica becomes ready, serves metrics and memory figures, and SIGKILL ends it."""
+        args = (f"--leader-election-namespace={namespace}", *replica.FAST_ELECTION)
+        with replica.Replica(
+            control_plane.kubeconfig,
+            namespaces=[namespace],
+            log_path=tmp_path / "replica.log",
+            args=args,
+        ) as one:
+            one.wait_ready(timeout=30)
+            assert "zen_lead_build_info" in one.scrape()
+            assert one.get("/healthz") == 200
+            assert one.rss_bytes() > 10 * 1024 * 1024
+            assert one.peak_rss_bytes() > 10 * 1024 * 1024
+            one.kill()
+            assert not one.alive()
+            assert one.returncode == -signal.SIGKILL
+            assert one.get("/readyz") == 0
