@@ -330,8 +330,10 @@ class ControlPlane:
         return self.workdir
 
     def _require_stopped(self, component: str) -> None:
-        if component in self._procs:
+        proc = self._procs.get(component)
+        if proc is not None and proc.poll() is None:
             raise ControlPlaneError(f"{component} is already running")
+        self._stop(component, kill=True)  # Reaps one that exited by itself; closes its log.
 
     def _start(self) -> None:
         workdir = self._require_workdir()

@@ -333,6 +333,8 @@ class _Stream:
         )
         self._response = response
         try:
+            if self.stopping.is_set():
+                return rv  # `stop` ran before the response existed, so it could not close it.
             for event in _lines(response):
                 if self.stopping.is_set():
                     break
