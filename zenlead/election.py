@@ -115,10 +115,13 @@ class Elector:
             while True:
                 await self.round()
                 await anyio.sleep(self.retry_seconds)
-        finally:
-            # Whatever ends this loop, nobody renews any more: stop leading now, not at the
-            # deadline (writes are fenced on the deadline anyway; this stops the workers).
+        except anyio.get_cancelled_exc_class():
+            raise  # Shutdown: `release` follows and hands the Lease over.
+        except BaseException:
+            # A bug ended the loop: nobody renews any more, so stop leading now rather than
+            # at the deadline (writes are fenced on it anyway; this stops the workers).
             self._set(leading=False, why="renew_deadline")
+            raise
 
     async def round(self) -> Outcome | None:
         """Run one acquire/renew round and update `leading`; None when not allowed to lead."""
@@ -160,11 +163,17 @@ class Elector:
                 return await self._try(budget)
             except errors.KubeError as exc:
                 log.warning("lease %s/%s: %s", self.namespace, self.name, exc)
-                return Outcome.FAILED
+                return self._blind()
             except Exception:  # A bug, or an answer we cannot read: nothing learned.
                 log.exception("lease %s/%s: round failed", self.namespace, self.name)
-                return Outcome.FAILED
+                return self._blind()
         log.warning("lease %s/%s: no answer within %.1fs", self.namespace, self.name, budget)
+        return self._blind()
+
+    def _blind(self) -> Outcome:
+        """Note a round that saw nothing: an absence seen before may not have lasted since."""
+        if self._observed == _ABSENT:
+            self._observed = None  # The Lease may have come back and gone again meanwhile.
         return Outcome.FAILED
 
     async def _try(self, budget: float) -> Outcome:
@@ -179,8 +188,8 @@ class Elector:
         holder = spec.get("holderIdentity") or ""
         self._observe((holder, spec.get("renewTime"), spec.get("leaseTransitions")))
         if holder and holder != self.identity:
+            self._valid_until = 0.0  # Someone else holds it: no claim of ours is left.
             if self.leading:
-                self._valid_until = 0.0  # Someone else holds it: no claim left on it.
                 return Outcome.OTHER  # Stop writing now; take it back only once it expires.
             duration = _duration(spec, self.lease_seconds)
             if self.monotonic() - self._observed_at < duration:
@@ -248,6 +257,7 @@ class Elector:
             )
         except errors.AlreadyExistsError:
             # Someone else created it first; while leading that means we must stop at once.
+            self._valid_until = 0.0
             return Outcome.OTHER if self.leading else Outcome.FAILED
         return Outcome.HELD
 
@@ -257,7 +267,7 @@ class Elector:
 
     async def release(self, *, why: str = "released") -> None:
         """Stop leading and give the Lease up if we hold it; errors are logged, not raised."""
-        if not self.leading:
+        if not self.leading and self.monotonic() >= self._valid_until:
             return
         self._set(leading=False, why=why)
         self._valid_until = 0.0  # Handed over: a successor may lead at once.

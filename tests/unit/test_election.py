@@ -319,3 +319,58 @@ async def test_hanging_renew_gives_up_at_the_deadline() -> None:
     assert await elector.round() is election.Outcome.FAILED
     assert 0.2 < time.monotonic() - start < 1.0
     assert not elector.leading
+
+
+async def test_shutdown_releases_the_lease(clock: helpers.FakeClock) -> None:
+    """Cancelling the renew loop (SIGTERM) leaves leadership to `release`, which hands over."""
+    api = LeaseApi()
+    api.put_holder("")
+    elector = make(api, clock)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(elector.run)
+        await elector.wait_for(leading=True)
+        tg.cancel_scope.cancel()
+    await elector.release()
+    assert api.holder == ""
+    assert elector.changes[-1] == (False, "released")  # type: ignore[attr-defined]
+
+
+async def test_absence_seen_before_a_blind_spell_is_not_counted(
+    clock: helpers.FakeClock,
+) -> None:
+    """Missing, then unreadable while it came back, then missing again: the wait restarts."""
+    api = LeaseApi()
+    standby = make(api, clock)
+    assert await standby.round() is election.Outcome.OTHER  # First seen missing.
+    real_get = api.get
+
+    async def fail(*_a: Any, **_k: Any) -> Any:
+        raise errors.UnavailableError("connection refused")
+
+    api.get = fail  # type: ignore[method-assign]
+    clock.advance(20.0)
+    assert await standby.round() is election.Outcome.FAILED
+    api.get = real_get  # type: ignore[method-assign]
+    assert await standby.round() is election.Outcome.OTHER, "must wait a fresh lease duration"
+    assert "create" not in api.calls
+
+
+async def test_seeing_another_holder_ends_any_claim(clock: helpers.FakeClock) -> None:
+    """After a conflict and a read of another holder, a deleted Lease is not re-created at once."""
+    api = LeaseApi()
+    api.put_holder("")
+    elector = make(api, clock)
+    await elector.round()
+    real_replace = api.replace
+
+    async def conflict(*_a: Any, **_k: Any) -> Any:
+        raise errors.ConflictError("changed", status=409)
+
+    api.replace = conflict  # type: ignore[method-assign]
+    assert await elector.round() is election.Outcome.OTHER
+    api.replace = real_replace  # type: ignore[method-assign]
+    api.put_holder("other")
+    assert await elector.round() is election.Outcome.OTHER
+    api.lease = None
+    assert await elector.round() is election.Outcome.OTHER
+    assert "create" not in api.calls

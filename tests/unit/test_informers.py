@@ -227,3 +227,39 @@ def test_repeated_expiry_backs_off() -> None:
     informer.run()
     assert len(waits) == 2
     assert waits[0] > 0
+
+
+def test_failed_relists_keep_backing_off_after_a_good_watch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A watch that delivered, then broke, resets the backoff once; failed relists then grow it."""
+    monkeypatch.setattr(informers.random, "uniform", lambda _low, _high: 1.0)
+    waits: list[float] = []
+
+    class Failing(FakeApi):
+        def list(self, res: api.Resource, namespace: str | None, **kw: Any) -> dict[str, Any]:
+            if self.list_calls >= 1:
+                self.list_calls += 1
+                if self.list_calls > 6:
+                    assert self.informer is not None
+                    self.informer.stop()
+                raise errors.ServerError("etcd gone", status=500)
+            return super().list(res, namespace, **kw)
+
+    def delivers_then_breaks() -> Any:
+        yield {"type": "ADDED", "object": _svc("a", "5")}
+        raise errors.UnavailableError("API server restarting")
+
+    fake = Failing(lists=[[]], watches=[delivers_then_breaks()])
+    informer = informers.Informer(
+        fake,  # type: ignore[arg-type]
+        api.SERVICES,
+        namespace="ns",
+        target=store.Store(lambda o: ("ns", o["metadata"]["name"])),
+        transform=lambda raw: raw,
+        handler=lambda *_args: None,
+    )
+    informer._stopping.wait = lambda seconds: waits.append(seconds) or False  # type: ignore[method-assign,func-returns-value]
+    fake.informer = informer
+    informer.run()
+    assert waits[:5] == pytest.approx([0.2, 0.4, 0.8, 1.6, 3.2])

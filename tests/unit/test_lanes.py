@@ -179,3 +179,11 @@ def test_retry_after_parsing(header: str | None, seconds: float) -> None:
     assert api._retry_after({"Retry-After": header} if header else {}) == seconds
     assert api._retry_after({"Retry-After": "120"}) == 60.0
     assert math.isfinite(api._retry_after(None))
+
+
+def test_status_zero_is_no_answer() -> None:
+    """The client wraps a TLS or connection failure as status 0: an outage, not an answer."""
+    from kubernetes.client import exceptions as kube_exceptions  # noqa: PLC0415
+
+    error = api._translate(kube_exceptions.ApiException(status=0, reason="SSLError"), "get x")
+    assert isinstance(error, errors.UnavailableError)

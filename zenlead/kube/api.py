@@ -327,6 +327,8 @@ def _translate(exc: kube_exceptions.ApiException, what: str) -> errors.KubeError
     text = f"{what}: HTTP {status} {reason}: {message}".rstrip(": ")
     if status == 409 and reason == "AlreadyExists":  # noqa: PLR2004 - HTTP status
         return errors.AlreadyExistsError(text, status=status)
+    if status == 0:  # The client's own wrapper of a connection or TLS failure: no answer.
+        return errors.UnavailableError(text)
     if status == 429:  # noqa: PLR2004 - HTTP status
         return errors.ThrottledError(text, retry_after=_retry_after(exc.headers))
     kind = _STATUS_ERRORS.get(status)

@@ -116,6 +116,7 @@ class Informer(Generic[T]):
                     break
                 if self._delivered:
                     backoff = 0.0  # The watch worked for a while before this failure.
+                self._delivered = False  # Until a watch delivers again: failed lists back off.
                 self._lose()
                 rv = None  # Only a fresh list proves the cache current again.
                 if isinstance(exc, errors.GoneError):
@@ -126,6 +127,8 @@ class Informer(Generic[T]):
                 else:
                     self.failures += 1
                 backoff = min(_MAX_BACKOFF, max(_MIN_BACKOFF, backoff * 2))
+                if isinstance(exc, errors.ThrottledError):
+                    backoff = max(backoff, exc.retry_after)  # The server said how long.
                 if isinstance(exc, errors.KubeError):
                     log.warning("%s: %s; retrying in %.1fs", self.name, exc, backoff)
                 else:
