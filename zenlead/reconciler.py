@@ -184,10 +184,21 @@ class Reconciler:
         if cfg is None or self.pool is None:
             self._forget_probes(key)
             return None
-        self.probe_configs[key] = cfg
         wanted = probeview.targets(
             pods, config=cfg, source_ports=source["spec"].get("ports") or [], leader_uid=current_uid
         )
+        if wanted and not probeview.probed(wanted):
+            # No candidate declares the probe port: a typo, not evidence against every pod.
+            port = repr(cfg.port) if cfg.port is not None else "the first targetPort"
+            self.events.warning(
+                source,
+                "InvalidAnnotation",
+                f"{probeconfig.KEYS['port']}: {port} is a port of none of the selected pods; "
+                "probing is off for this Service (Ready-only routing)",
+            )
+            self._forget_probes(key)
+            return None
+        self.probe_configs[key] = cfg
         self.pool.ensure(key, cfg, probeview.probed(wanted))
         view = probeview.view(
             pods,

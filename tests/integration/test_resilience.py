@@ -54,6 +54,11 @@ def three_pods(make_pod: Callable[..., Any]) -> None:
             id="regex-bomb",
         ),
         pytest.param(
+            {"zen-lead.io/probe": "http", "zen-lead.io/probe-port": "nope"},
+            "zen-lead.io/probe-port",
+            id="port-name-no-pod-has",
+        ),
+        pytest.param(
             {"zen-lead.io/min-ready-duration": "\u0661s"},
             "zen-lead.io/min-ready-duration",
             id="arabic-indic-duration",
