@@ -83,10 +83,16 @@ AUDIT_POLICY = {
                 {"group": "", "resources": ["services"]},
             ],
         },
+        {
+            "level": "Metadata",
+            "verbs": ["get"],
+            "resources": [{"group": "coordination.k8s.io", "resources": ["leases"]}],
+        },
         {"level": "None"},
     ],
 }
-"""What ``Options(audit=True)`` records: writes to the objects zen-lead's safety depends on."""
+"""What ``Options(audit=True)`` records: writes to the objects zen-lead's safety depends on,
+and Lease reads (a renewal's validity starts before the read that precedes its write)."""
 
 
 class ControlPlaneError(RuntimeError):

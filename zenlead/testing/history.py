@@ -608,6 +608,7 @@ def _in_time_order(history: Iterable[Record]) -> list[Record]:
 _AGENT = re.compile(r"^[^/\s]+/\S+ \((?P<identity>[^()]*)\)")
 
 CHECKED_RESOURCES = frozenset({"endpointslices", "services"})
+_WRITE_VERBS = frozenset({"create", "update", "patch", "delete"})
 """Resources whose writes must come from the Lease holder."""
 
 
@@ -678,6 +679,7 @@ def _ordered_writes(
         e
         for e in events
         if e.succeeded
+        and e.verb in _WRITE_VERBS
         and (
             e.resource == "leases"
             or (
