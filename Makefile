@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: test demo setup controlplane lint typecheck pytest bench lock clean
+.PHONY: test demo setup controlplane lint typecheck pytest chaos bench lock clean
 
 ## test: set everything up, then lint, type-check and run every test.
 test: lint typecheck controlplane pytest
@@ -43,6 +43,11 @@ typecheck: setup
 # Tests run inside a private network namespace where 10.244.0.0/16 is local (fake pod IPs).
 pytest: setup controlplane
 	$(BIN)/python -m zenlead.testing.netns $(BIN)/pytest $(PYTEST_ARGS)
+
+## chaos: only the chaos scenarios (tests/chaos; `make test` runs them too), with their numbers
+## printed and written to the chaos section of docs/benchmarks.md.
+chaos: setup controlplane
+	$(BIN)/python -m bench.chaos
 
 ## bench: run every benchmark; each prints a table and rewrites its section of docs/benchmarks.md.
 bench: setup controlplane
