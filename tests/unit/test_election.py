@@ -77,6 +77,16 @@ class LeaseApi:
         return None if self.lease is None else self.lease["spec"].get("holderIdentity")
 
 
+async def unavailable(*_a: Any, **_k: Any) -> Any:
+    """Fail like an unreachable API server."""
+    raise errors.UnavailableError("connection refused")
+
+
+async def conflict(*_a: Any, **_k: Any) -> Any:
+    """Fail like a write on a stale resourceVersion."""
+    raise errors.ConflictError("changed", status=409)
+
+
 @pytest.fixture
 def clock() -> helpers.FakeClock:
     """Return a fake monotonic clock."""
@@ -185,10 +195,7 @@ async def test_blind_standby_does_not_take_a_deleted_lease(clock: helpers.FakeCl
     await standby.round()
     real_get = api.get
 
-    async def fail(*_a: Any, **_k: Any) -> Any:
-        raise errors.UnavailableError("connection refused")
-
-    api.get = fail  # type: ignore[method-assign]
+    api.get = unavailable  # type: ignore[method-assign]
     for _ in range(10):  # 20 s blind while the leader keeps renewing.
         clock.advance(2.0)
         api.put_holder("leader")
@@ -206,9 +213,6 @@ async def test_conflicts_while_leading_stop_writes_at_once(clock: helpers.FakeCl
     elector = make(api, clock)
     await elector.round()
     real_replace = api.replace
-
-    async def conflict(*_a: Any, **_k: Any) -> Any:
-        raise errors.ConflictError("changed", status=409)
 
     api.replace = conflict  # type: ignore[method-assign]
     assert await elector.round() is election.Outcome.OTHER
@@ -274,10 +278,7 @@ async def test_failed_renewals_end_leadership_at_the_deadline(clock: helpers.Fak
     elector = make(api, clock)
     await elector.round()
 
-    async def fail(*_a: Any, **_k: Any) -> Any:
-        raise errors.UnavailableError("connection refused")
-
-    api.get = fail  # type: ignore[method-assign]
+    api.get = unavailable  # type: ignore[method-assign]
     clock.advance(9.0)
     assert await elector.round() is election.Outcome.FAILED
     assert elector.leading
@@ -344,10 +345,7 @@ async def test_absence_seen_before_a_blind_spell_is_not_counted(
     assert await standby.round() is election.Outcome.OTHER  # First seen missing.
     real_get = api.get
 
-    async def fail(*_a: Any, **_k: Any) -> Any:
-        raise errors.UnavailableError("connection refused")
-
-    api.get = fail  # type: ignore[method-assign]
+    api.get = unavailable  # type: ignore[method-assign]
     clock.advance(20.0)
     assert await standby.round() is election.Outcome.FAILED
     api.get = real_get  # type: ignore[method-assign]
@@ -362,9 +360,6 @@ async def test_seeing_another_holder_ends_any_claim(clock: helpers.FakeClock) ->
     elector = make(api, clock)
     await elector.round()
     real_replace = api.replace
-
-    async def conflict(*_a: Any, **_k: Any) -> Any:
-        raise errors.ConflictError("changed", status=409)
 
     api.replace = conflict  # type: ignore[method-assign]
     assert await elector.round() is election.Outcome.OTHER

@@ -165,14 +165,7 @@ def test_unexpected_error_relists_instead_of_ending() -> None:
 def test_staleness_counts_from_the_failure_until_back_in_touch() -> None:
     """Out of touch from the first failure; a successful list puts it back in touch."""
     fake = FakeApi(lists=[[]], watches=[])
-    informer = informers.Informer(
-        fake,  # type: ignore[arg-type]
-        api.SERVICES,
-        namespace="ns",
-        target=store.Store(lambda o: ("ns", o["metadata"]["name"])),
-        transform=lambda raw: raw,
-        handler=lambda *_args: None,
-    )
+    informer = _informer(fake)
     assert informer.staleness() >= 0  # Not in touch before the first list.
     informer._lose()
     informer._lost_at = informer._lost_at - 12.0  # type: ignore[operator]
@@ -188,23 +181,9 @@ def test_backoff_resets_once_a_watch_works(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setattr(informers.random, "uniform", lambda _low, _high: 1.0)
     waits: list[float] = []
 
-    def delivers_then_breaks() -> Any:
-        yield {"type": "ADDED", "object": _svc("a", "5")}
-        raise errors.UnavailableError("API server restarting")
-
     forbidden = errors.ForbiddenError("rbac bootstrap", status=403)
-    fake = FakeApi(lists=[[]], watches=[forbidden, forbidden, delivers_then_breaks(), forbidden])
-    informer = informers.Informer(
-        fake,  # type: ignore[arg-type]
-        api.SERVICES,
-        namespace="ns",
-        target=store.Store(lambda o: ("ns", o["metadata"]["name"])),
-        transform=lambda raw: raw,
-        handler=lambda *_args: None,
-    )
-    informer._stopping.wait = lambda seconds: waits.append(seconds) or False  # type: ignore[method-assign,func-returns-value]
-    fake.informer = informer
-    informer.run()
+    fake = FakeApi(lists=[[]], watches=[forbidden, forbidden, _delivers_then_breaks(), forbidden])
+    _run_recording_waits(fake, waits)
     assert waits == pytest.approx([0.2, 0.4, 0.2, 0.4])
     assert fake.list_calls == 5, "every failure relists: only a list proves the cache current"
 
@@ -214,17 +193,7 @@ def test_repeated_expiry_backs_off() -> None:
     waits: list[float] = []
     gone = errors.GoneError("too old", status=410)
     fake = FakeApi(lists=[[]], watches=[gone, gone, gone])
-    informer = informers.Informer(
-        fake,  # type: ignore[arg-type]
-        api.SERVICES,
-        namespace="ns",
-        target=store.Store(lambda o: ("ns", o["metadata"]["name"])),
-        transform=lambda raw: raw,
-        handler=lambda *_args: None,
-    )
-    informer._stopping.wait = lambda seconds: waits.append(seconds) or False  # type: ignore[method-assign,func-returns-value]
-    fake.informer = informer
-    informer.run()
+    _run_recording_waits(fake, waits)
     assert len(waits) == 2
     assert waits[0] > 0
 
@@ -246,12 +215,14 @@ def test_failed_relists_keep_backing_off_after_a_good_watch(
                 raise errors.ServerError("etcd gone", status=500)
             return super().list(res, namespace, **kw)
 
-    def delivers_then_breaks() -> Any:
-        yield {"type": "ADDED", "object": _svc("a", "5")}
-        raise errors.UnavailableError("API server restarting")
+    fake = Failing(lists=[[]], watches=[_delivers_then_breaks()])
+    _run_recording_waits(fake, waits)
+    assert waits[:5] == pytest.approx([0.2, 0.4, 0.8, 1.6, 3.2])
 
-    fake = Failing(lists=[[]], watches=[delivers_then_breaks()])
-    informer = informers.Informer(
+
+def _informer(fake: FakeApi) -> informers.Informer[Any]:
+    """Return an informer of Services in "ns" on `fake` that ignores what it hears."""
+    made: informers.Informer[Any] = informers.Informer(
         fake,  # type: ignore[arg-type]
         api.SERVICES,
         namespace="ns",
@@ -259,7 +230,19 @@ def test_failed_relists_keep_backing_off_after_a_good_watch(
         transform=lambda raw: raw,
         handler=lambda *_args: None,
     )
+    fake.informer = made
+    return made
+
+
+def _run_recording_waits(fake: FakeApi, waits: list[float]) -> informers.Informer[Any]:
+    """Run an informer on `fake` to its end, recording each backoff it waited instead."""
+    informer = _informer(fake)
     informer._stopping.wait = lambda seconds: waits.append(seconds) or False  # type: ignore[method-assign,func-returns-value]
-    fake.informer = informer
     informer.run()
-    assert waits[:5] == pytest.approx([0.2, 0.4, 0.8, 1.6, 3.2])
+    return informer
+
+
+def _delivers_then_breaks() -> Any:
+    """Yield one watch event, then fail like an API server going away."""
+    yield {"type": "ADDED", "object": _svc("a", "5")}
+    raise errors.UnavailableError("API server restarting")
