@@ -311,8 +311,8 @@ class Cluster:
         The audit log is written during each request but may show up just after the client has
         its answer. A write in flight when the API server was SIGKILLed (or etcd under it) may
         be committed without its audit line: such a version is allowed, and counted, only if
-        its revision lies between the last write logged before a hard kill and the first
-        logged after it.
+        its revision lies between the last write logged 2 s before a hard kill (requests may
+        be slow on a loaded machine) and the first logged after it.
         """
         seen = {
             (r.name, r.resource_version)
@@ -325,7 +325,7 @@ class Cluster:
                 before = [
                     e.resource_version
                     for e in audit
-                    if e.resource_version and e.stage_timestamp.timestamp() < kill
+                    if e.resource_version and e.stage_timestamp.timestamp() < kill - 2.0
                 ]
                 after = [
                     e.resource_version
@@ -348,9 +348,23 @@ class Cluster:
                 return audit, len(missing)
             return None
 
-        found: tuple[list[Any], int] = helpers.poll(
-            covering, timeout=10, what="the audit log to log every slice version seen"
-        )
+        try:
+            found: tuple[list[Any], int] = helpers.poll(
+                covering, timeout=10, what="the audit log to log every slice version seen"
+            )
+        except AssertionError:
+            audit = self.plane.audit_events()
+            logged = {(e.name, e.resource_version) for e in audit if e.resource == "endpointslices"}
+            gaps = sorted(seen - logged)
+            near = [
+                (e.verb, e.name, e.code, e.resource_version, e.request_received.isoformat())
+                for e in audit
+                if e.resource == "endpointslices" and (e.name, e.resource_version) not in seen
+            ][-10:]
+            raise AssertionError(
+                f"slice versions with no successful audited write: {gaps}; kills at "
+                f"{self.hard_kills}; last other slice writes: {near}"
+            ) from None
         return found
 
     def _fault_overlap(self, start: float, end: float) -> float:
