@@ -78,6 +78,11 @@ class FailureClock:
             if (current.reason == PROBE_FAILED) == probe:
                 del self._first[key]
 
+    def peek(self, key: model.ServiceKey) -> Failure | None:
+        """Return the open failure of `key`, leaving it open."""
+        with self._lock:
+            return self._first.get(key)
+
     def pop(self, key: model.ServiceKey) -> Failure | None:
         """Return and clear the open failure of `key`."""
         with self._lock:

@@ -40,6 +40,9 @@ ANN_LAST_SWITCH = "zen-lead.io/leader-last-switch-time"
 ANN_LAST_FAILOVER = "zen-lead.io/last-failover-time"
 ANN_LAST_FAILOVER_REASON = "zen-lead.io/last-failover-reason"
 ANN_LAST_FAILOVER_LATENCY = "zen-lead.io/last-failover-latency-seconds"
+ANN_TRIGGER_TIME = "endpoints.kubernetes.io/last-change-trigger-time"
+"""When the change a slice write carries was first observed (kube-proxy's network programming
+latency, ``kubeproxy_network_programming_duration_seconds``, is measured from it)."""
 ANN_PROBE_STATE = "zen-lead.io/probe-state"
 """Per-pod probe verdicts (JSON), for ``zen-lead status`` and ``explain``; absent without probes."""
 HISTORY = (ANN_LAST_SWITCH, ANN_LAST_FAILOVER, ANN_LAST_FAILOVER_REASON, ANN_LAST_FAILOVER_LATENCY)
@@ -127,8 +130,12 @@ def endpoint_slice(
     source_name: str,
     decision: leader.Decision,
     existing_address_type: str | None,
+    trigger_time: str | None = None,
 ) -> dict[str, Any]:
-    """Return the wanted EndpointSlice of the leader Service (no endpoints without a leader)."""
+    """Return the wanted EndpointSlice of the leader Service (no endpoints without a leader).
+
+    `trigger_time` (RFC 3339) becomes `ANN_TRIGGER_TIME`, as the EndpointSlice controller sets it.
+    """
     meta = leader_svc["metadata"]
     pod = decision.leader
     endpoints: list[dict[str, Any]] = []
@@ -161,6 +168,7 @@ def endpoint_slice(
                 model.LABEL_SOURCE: source_name,
             },
             "ownerReferences": [_owner_ref(meta)],
+            **({"annotations": {ANN_TRIGGER_TIME: trigger_time}} if trigger_time else {}),
         },
         "addressType": address_type,
         "endpoints": endpoints,

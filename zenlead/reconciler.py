@@ -359,6 +359,7 @@ class Reconciler:
             source_name=key.name,
             decision=decision,
             existing_address_type=(existing or {}).get("addressType"),
+            trigger_time=self._trigger_time(key),
         )
         if existing is not None and objects.slice_needs_recreate(want, existing):
             await self._delete(api.ENDPOINTSLICES, existing)
@@ -373,6 +374,19 @@ class Reconciler:
         )
         name = existing["metadata"]["name"]
         await self._patch(source, api.ENDPOINTSLICES, name, patch, lane=_TRAFFIC)
+
+    def _trigger_time(self, key: model.ServiceKey) -> str:
+        """Return when the change being written was first observed (RFC 3339, microseconds).
+
+        The leader's failure, if one is open (the watch event, or the first failed probe),
+        else now: kube-proxy measures network programming latency from this moment.
+        """
+        failure = self.failures.peek(key)
+        wall = self.wall_clock()
+        if failure is not None:
+            wall -= max(0.0, self.monotonic() - failure.at)
+        moment = datetime.datetime.fromtimestamp(wall, datetime.UTC)
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
     async def _create(
         self,

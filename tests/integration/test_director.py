@@ -119,6 +119,7 @@ class TestFailover:
         kubehelp.make_service(core, namespace)
         ctl = start_controller()
         kubehelp.wait_leader(api, namespace, "web-0")
+        before = datetime.datetime.now(datetime.UTC)
         if how == "deleted":
             core.delete_namespaced_pod("web-0", namespace, grace_period_seconds=0)
         elif how == "terminating":
@@ -126,7 +127,12 @@ class TestFailover:
             assert core.read_namespaced_pod("web-0", namespace).metadata.deletion_timestamp
         else:
             pods.mark_running(api, namespace, "web-0", ip="10.244.0.10", ready=False)
-        kubehelp.wait_leader(api, namespace, "web-1")
+        switched = kubehelp.wait_leader(api, namespace, "web-1")
+        after = datetime.datetime.now(datetime.UTC)
+        trigger = datetime.datetime.fromisoformat(
+            switched.metadata.annotations["endpoints.kubernetes.io/last-change-trigger-time"]
+        )
+        assert before <= trigger <= after, "the trigger time is when the failure was observed"
         labels = {"namespace": namespace, "service": "web", "reason": reason}
         assert kubehelp.wait_metric(ctl.scrape, "zen_lead_failover_count_total", **labels) == 1
         count = kubehelp.wait_metric(

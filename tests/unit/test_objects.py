@@ -343,6 +343,22 @@ def test_endpoint_slice_without_node_name() -> None:
     assert "nodeName" not in want["endpoints"][0]
 
 
+def test_endpoint_slice_carries_the_trigger_time() -> None:
+    """The trigger time becomes the annotation kube-proxy measures programming latency from."""
+    stamp = "2026-12-02T10:00:00.123456Z"
+    want = objects.endpoint_slice(
+        leader_svc(),
+        source_name="web",
+        decision=decision_for(make_pod()),
+        existing_address_type=None,
+        trigger_time=stamp,
+    )
+    assert want["metadata"]["annotations"] == {objects.ANN_TRIGGER_TIME: stamp}
+    assert not objects.slice_needs_update(
+        want, want | {"metadata": {**want["metadata"], "annotations": {}}}
+    )
+
+
 @pytest.mark.parametrize(
     ("existing", "address_type"),
     [
