@@ -7,7 +7,9 @@ Service selects, and drops targets with their pods. `Pool.run` hosts one task pe
 
 - a random initial delay over one interval (no thundering herd at start-up), then probes every
   interval with +-10 % jitter: the leader every ``interval``, candidates every
-  ``candidate interval``, and anyone with a failure streak every ``fast interval``;
+  ``candidate interval``, and anyone with a failure streak every ``fast interval``; when the
+  leader's first probe fails its candidates are probed at once, then at the fast interval
+  while it keeps failing (for at most 30 s), so a successor is proven before it is needed;
 - one probe in flight per target (the loop awaits each check), a global cap on probes in flight;
 - verdicts with hysteresis: a pod is *up* after its first success (or after ``rise`` successes
   once down), *down* after ``fall`` consecutive network/timeout failures or one explicit
@@ -56,6 +58,8 @@ _RESTART_MIN_SECONDS = 0.1
 _RESTART_MAX_SECONDS = 30.0
 _STABLE_SECONDS = 60.0
 """A loop that ran this long before crashing restarts from the shortest backoff again."""
+_CHASE_SECONDS = 30.0
+"""How long candidates are probed at the fast pace after their leader began failing."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -314,8 +318,12 @@ class Pool:
         notify = entry.notify and not pushed
         if notify:
             entry.notify = False
-        # A leader's first failure is reported too, so candidates get re-probed right away.
-        notify = notify or (entry.target.leader and not result.ok and old.failures == 0)
+        # A leader's first failure is reported too, and its candidates are probed at once and
+        # then at the fast pace while it fails, so a successor is proven without waiting.
+        first_failure = entry.target.leader and not result.ok and old.failures == 0
+        if first_failure:
+            self._wake_candidates(entry)
+        notify = notify or first_failure
         changed = entry.health.state != old.state
         if changed:
             log.info(
@@ -338,7 +346,27 @@ class Pool:
         config = entry.config
         if entry.health.failures and entry.health.state != DOWN:
             return config.fast_interval_seconds
-        return config.interval_seconds if entry.target.leader else config.candidate_interval_seconds
+        if entry.target.leader:
+            return config.interval_seconds
+        if self._leader_failing(entry):
+            # The leader may be about to go: find a proven successor at the fast pace instead
+            # of a candidate interval later (a role swap's new primary must pass `rise` times).
+            return config.fast_interval_seconds
+        return config.candidate_interval_seconds
+
+    def _leader_failing(self, entry: _Entry) -> bool:
+        """Tell whether `entry`'s Service has a leader failing for less than `_CHASE_SECONDS`."""
+        for other in self._entries.get(entry.key, {}).values():
+            if other.target.leader and other.health.failures:
+                first = other.health.first_failure_at
+                return first is not None and time.monotonic() - first < _CHASE_SECONDS
+        return False
+
+    def _wake_candidates(self, entry: _Entry) -> None:
+        """Probe the candidates of `entry`'s Service now (its leader just began failing)."""
+        for other in self._entries.get(entry.key, {}).values():
+            if other is not entry:
+                other.wake.set()
 
 
 def _stop(entry: _Entry) -> None:

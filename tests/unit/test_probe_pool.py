@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -212,3 +213,55 @@ async def test_a_failed_notification_is_repeated() -> None:
         assert calls[:2] == [probing.UP, probing.UP]
         assert h.restarts("good") == 1
         tg.cancel_scope.cancel()
+
+
+async def test_candidates_are_chased_while_the_leader_fails() -> None:
+    """The leader's first failure wakes its candidates, then probes them at the fast pace."""
+    failing = {"10.244.0.0": False}
+    calls: dict[str, list[float]] = {"10.244.0.0": [], "10.244.0.1": []}
+
+    class ByTarget:
+        def __init__(self, target: probes.Target, _spec: Any) -> None:
+            self.ip = target.ip
+
+        async def check(self, *, deadline: float) -> probes.ProbeResult:
+            del deadline
+            calls[self.ip].append(anyio.current_time())
+            await anyio.lowlevel.checkpoint()
+            if failing.get(self.ip):
+                return probes.ProbeResult.fail(probes.FailureClass.NEGATIVE, "HTTP 503")
+            return probes.ProbeResult.success("ok")
+
+        async def watch(self, callback: Any) -> None:
+            del callback
+
+        async def aclose(self) -> None:
+            pass
+
+    pool = probing.Pool(
+        on_change=lambda *_a: None, metrics_=metrics.Metrics(), probers={"fake": ByTarget}
+    )
+    slow = dataclasses.replace(config("fake"), candidate_interval_seconds=5.0)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pool.run)
+        with anyio.fail_after(5):
+            while not pool.running:  # noqa: ASYNC110 - nothing signals this.
+                await anyio.sleep(0.01)
+        pool.ensure(
+            KEY,
+            slow,
+            {
+                "leader": probing.ProbeTarget("10.244.0.0", 80, leader=True),
+                "candidate": probing.ProbeTarget("10.244.0.1", 80, leader=False),
+            },
+        )
+        with anyio.fail_after(10):
+            while not calls["10.244.0.1"] or len(calls["10.244.0.0"]) < 2:  # noqa: ASYNC110
+                await anyio.sleep(0.02)
+        failing["10.244.0.0"] = True
+        start = anyio.current_time()
+        await anyio.sleep(1.0)  # Observing the pace: five candidate intervals would be 25 s.
+        chased = [t for t in calls["10.244.0.1"] if t >= start]
+        tg.cancel_scope.cancel()
+    assert len(chased) >= 4, f"candidate probed {len(chased)} times in 1 s"
+    assert chased[0] - start < 0.5, "the candidate was not woken by the leader's first failure"
