@@ -5,13 +5,16 @@ qualifies under the Ready rules, each at its own pod IP (never any other address
 resolved probe port. `view` turns the pool's verdicts into the decision's inputs: which pods are
 down (and why), which are up, and whether the Service is in panic.
 
-Panic: when at least two pods, and at least ``panic_threshold`` of the probed pods, started
-failing within one window (`ProbeConfig.panic_window_seconds`: long enough for every pod to be
-probed and judged once), the failures are correlated and the likelier culprit is the prober's
-own network, so the leader is kept. Pods that failed earlier, one at a time, do not count.
+Panic: when at least two pods, and at least ``panic_threshold`` of the probed pods, became
+unreachable within one window (`ProbeConfig.panic_window_seconds`: long enough for every pod to
+be probed and judged once), the failures are correlated and the likelier culprit is the
+prober's own network, so the leader is kept. Unreachable means network errors or timeouts: an
+explicit bad answer (a status, NOT_SERVING, an expect mismatch) proves the path to the pod
+works, so it never counts, and pods that are down by design (Redis replicas behind a
+``master`` expect) never cause panic. Pods that failed earlier, one at a time, do not count.
 Panic has hysteresis: once entered it lasts while at least two pods, and at least the
-threshold share of the probed pods, are down, however long ago they started failing; it
-clears when enough pods pass again (a partial heal below the threshold clears it), never by
+threshold share of the probed pods, are unreachable, however long ago they started failing; it
+clears when enough pods answer again (a partial heal below the threshold clears it), never by
 the passing of time alone.
 """
 
@@ -134,12 +137,7 @@ def view(
     if failing_since is not None:
         stale = {uid for uid in up if (current[uid].last_ok_at or 0.0) < failing_since}
         up -= stale
-    since = now - config.panic_window_seconds
-    firsts = [current[uid].first_failure_at for uid in down if uid in current]
-    together = sum(1 for first in firsts if first is not None and first >= since)
-    started = together >= 2 and together / probed >= config.panic_threshold  # noqa: PLR2004
-    lasting = was_panic and len(down) >= 2 and len(down) / probed >= config.panic_threshold  # noqa: PLR2004
-    panic = started or lasting
+    panic = _panic(current, probed, config, now=now, was_panic=was_panic)
     names = {p.uid: p.name for p in pods}
     states = {
         names[uid]: probing.DOWN if uid in down else getattr(current.get(uid), "state", "unknown")
@@ -147,6 +145,26 @@ def view(
         if uid in names
     }
     return ProbeView(down, up, panic, stale, states, len(down), probed)
+
+
+def _panic(
+    current: Mapping[str, probing.Health],
+    probed: int,
+    config: probeconfig.ProbeConfig,
+    *,
+    now: float,
+    was_panic: bool,
+) -> bool:
+    """Tell whether too many pods are unreachable at once (see the module docstring)."""
+    unreachable = [h for h in current.values() if h.unreachable]
+    since = now - config.panic_window_seconds
+    together = sum(
+        1 for h in unreachable if h.first_failure_at is not None and h.first_failure_at >= since
+    )
+    share = config.panic_threshold * probed
+    started = together >= 2 and together >= share  # noqa: PLR2004 - "at least two pods"
+    lasting = was_panic and len(unreachable) >= 2 and len(unreachable) >= share  # noqa: PLR2004
+    return started or lasting
 
 
 def _leader_failing_since(

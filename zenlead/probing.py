@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 
 UNKNOWN, UP, DOWN = "unknown", "up", "down"
 _IMMEDIATE = frozenset({probes.FailureClass.NEGATIVE, probes.FailureClass.CONFIG})
+_UNANSWERED = frozenset({probes.FailureClass.NETWORK, probes.FailureClass.TIMEOUT})
 _RESTART_MIN_SECONDS = 0.1
 _RESTART_MAX_SECONDS = 30.0
 _STABLE_SECONDS = 60.0
@@ -83,6 +84,7 @@ class Health:
             (the first evidence of failure), or None.
         detail: Text of the last result.
         last_ok_at: Monotonic time the last passing probe ended, or None.
+        failure: Class of the last failed probe of the current streak (None after a pass).
 
     """
 
@@ -92,6 +94,16 @@ class Health:
     first_failure_at: float | None = None
     detail: str = "not probed yet"
     last_ok_at: float | None = None
+    failure: probes.FailureClass | None = None
+
+    @property
+    def unreachable(self) -> bool:
+        """True when the pod is down for lack of an answer (network error or timeout).
+
+        Only such failures can be our own network's doing: an explicit bad answer (a status,
+        NOT_SERVING, an expect mismatch) proves the path to the pod works.
+        """
+        return self.state == DOWN and self.failure in _UNANSWERED
 
 
 def judge(
@@ -107,7 +119,7 @@ def judge(
     down = result.failure in _IMMEDIATE or failures >= config.fall
     state = DOWN if down else health.state
     detail = f"{result.failure}: {result.detail}" if result.failure else result.detail
-    return Health(state, failures, 0, first, detail, health.last_ok_at)
+    return Health(state, failures, 0, first, detail, health.last_ok_at, result.failure)
 
 
 @dataclasses.dataclass

@@ -203,13 +203,13 @@ class TestDecisions:
         pods3: list[testing.FakePod],
         start_controller: Start,
     ) -> None:
-        """Every pod failing at once keeps the leader, with a panic Warning and metric."""
+        """Every pod unreachable at once keeps the leader, with a panic Warning and metric."""
         kubehelp.make_service(core, namespace, annotations=_annotations(HTTP))
         ctl = start_controller()
         kubehelp.wait_leader(api, namespace, "web-0")
         _wait_all_up(core, namespace)
         for fake in pods3:
-            fake.http_mode = "error"
+            fake.http_mode = "hang"
         kubehelp.wait_event(core, namespace, reason="ProbePanic")
         assert kubehelp.wait_metric(ctl.scrape, "zen_lead_probe_panic", service="web") == 1
         assert kubehelp.leader_of(kubehelp.read_slice(api, namespace, "web-leader")) == "web-0"
@@ -222,6 +222,30 @@ class TestDecisions:
             what="panic to clear",
         )
         kubehelp.wait_event(core, namespace, reason="ProbePanicCleared")
+
+    def test_every_pod_answering_503_is_no_panic(
+        self,
+        core: client.CoreV1Api,
+        api: Any,
+        namespace: str,
+        pods3: list[testing.FakePod],
+        start_controller: Start,
+    ) -> None:
+        """Answers prove the network works: no panic; with no candidate up, the leader stays."""
+        kubehelp.make_service(core, namespace, annotations=_annotations(HTTP))
+        ctl = start_controller()
+        kubehelp.wait_leader(api, namespace, "web-0")
+        _wait_all_up(core, namespace)
+        for fake in pods3:
+            fake.http_mode = "error"
+        helpers.poll(
+            lambda: list(_probe_states(core, namespace).values()).count("down") == 3,
+            timeout=15,
+            what="every pod probed down",
+        )
+        assert kubehelp.metric(ctl.scrape(), "zen_lead_probe_panic", service="web") == 0
+        assert not kubehelp.events(core, namespace, reason="ProbePanic")
+        assert kubehelp.leader_of(kubehelp.read_slice(api, namespace, "web-leader")) == "web-0"
 
     def test_recovered_leader_does_not_take_back(
         self,

@@ -164,7 +164,9 @@ class TestPanic:
         wanted = {p.uid: probing.ProbeTarget("10.244.0.1", 80, leader=False) for p in pods}
         health = {p.uid: probing.Health(state="up") for p in pods}
         for name, at in first_failures.items():
-            health[f"uid-{name}"] = probing.Health(state="down", failures=3, first_failure_at=at)
+            health[f"uid-{name}"] = probing.Health(
+                state="down", failures=3, first_failure_at=at, failure=probes.FailureClass.TIMEOUT
+            )
         view = probeview.view(pods, health, wanted, config, now=100.0)
         assert view.panic is panic
         assert view.down_count == len(first_failures)
@@ -174,7 +176,9 @@ class TestPanic:
         config = _config()
         pods = [_pod(n) for n in "abc"]
         wanted = {p.uid: probing.ProbeTarget("10.244.0.1", 80, leader=False) for p in pods}
-        down = probing.Health(state="down", failures=30, first_failure_at=100.0)
+        down = probing.Health(
+            state="down", failures=30, first_failure_at=100.0, failure=probes.FailureClass.TIMEOUT
+        )
         health = dict.fromkeys((p.uid for p in pods), down)
         late = 100.0 + 10 * config.panic_window_seconds  # A partition far longer than a window.
 
@@ -187,3 +191,16 @@ class TestPanic:
         assert panic(was=True), "partial heal: 2 of 3 still fail, over the 0.5 threshold"
         health["uid-b"] = probing.Health(state="up")
         assert not panic(was=True), "1 of 3 fails: below the threshold, cleared"
+
+    def test_explicit_answers_never_panic(self) -> None:
+        """Pods that answer 'no' (a 503, a replica's role) prove the network works: no panic."""
+        config = _config()
+        pods = [_pod(n) for n in "abc"]
+        wanted = {p.uid: probing.ProbeTarget("10.244.0.1", 80, leader=False) for p in pods}
+        negative = probing.Health(
+            state="down", failures=1, first_failure_at=99.5, failure=probes.FailureClass.NEGATIVE
+        )
+        health = {"uid-a": probing.Health(state="up"), "uid-b": negative, "uid-c": negative}
+        view = probeview.view(pods, health, wanted, config, now=100.0, was_panic=True)
+        assert not view.panic
+        assert view.down_count == 2
