@@ -6,7 +6,9 @@ network namespace every 10.244.0.0/16 address is). Behaviour is switched from an
 
 - HTTP on ``:8080``: ``GET /healthz`` answers per `FakePod.http_mode`: ``ok`` (200),
   ``error`` (503), ``hang`` (reads the request, never answers), ``endless`` (200 with a chunked
-  body that never ends), ``redirect`` (302 to another host).
+  body that never ends), ``redirect`` (302 to another host). Answers name the pod in an
+  ``X-Pod`` header, and every accepted connection is recorded (`FakePod.accepted`), so a
+  client behind kube-proxy can tell which pod it reached, even one that never answers.
 - gRPC health on ``:9090``: `FakePod.set_grpc_serving` flips the overall status
   (``Watch`` subscribers are told at once).
 - TCP on ``:6379``: answers ``ROLE`` with `FakePod.tcp_role` (``master`` or ``slave``).
@@ -19,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Self
 
 import grpc
@@ -43,6 +46,8 @@ class FakePod:
         self.http_mode = "ok"
         self.tcp_role = "master"
         self.http_requests = 0
+        self.accepted: list[tuple[float, str, int]] = []
+        """Every HTTP connection accepted: (monotonic time, client IP, client port)."""
         self._servers: list[asyncio.AbstractServer] = []
         self._grpc: Any = None
         self._health: Any = None
@@ -77,6 +82,8 @@ class FakePod:
 
     async def _http(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
+        peer = writer.get_extra_info("peername") or ("", 0)
+        self.accepted.append((time.monotonic(), str(peer[0]), int(peer[1])))
         try:
             while await _read_request(reader):
                 self.http_requests += 1
@@ -101,6 +108,7 @@ class FakePod:
                 await writer.drain()
         status = {"ok": b"200 OK", "error": b"503 Service Unavailable", "redirect": b"302 Found"}
         extra = b"Location: http://other.invalid/\r\n" if mode == "redirect" else b""
+        extra += b"X-Pod: " + self.ip.encode() + b"\r\n"  # Who answered, for data-plane tests.
         writer.write(b"HTTP/1.1 " + status[mode] + b"\r\n" + extra + b"Content-Length: 2\r\n\r\nok")
         await writer.drain()
         return True
