@@ -55,6 +55,7 @@ bench: setup controlplane
 	$(BIN)/python -m bench.failover_probe
 	$(BIN)/python -m bench.probes
 	$(BIN)/python -m bench.role_swap
+	$(BIN)/python -m bench.failover_dataplane
 
 ## lock: re-pin constraints.txt after changing dependencies in pyproject.toml.
 lock:

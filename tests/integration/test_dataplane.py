@@ -128,7 +128,7 @@ def test_clients_follow_the_leader(
     assert all(a.pod in (None, old.ip) for a in before), "a third pod answered"
     assert all(a.pod == new.ip for a in later if a.status), "an answer from the old leader"
     ports = {a.local_port for a in later if a.local_port}
-    reached_old = [port for _, _, port in old.accepted if port in ports]
+    reached_old = [port for at, _, port in old.accepted if at > first.at and port in ports]
     assert reached_old == [], "a new connection reached the old leader after the switch"
     assert not [a for a in later if a.error], f"failed requests after the switch: {later[:3]}"
 
