@@ -109,4 +109,7 @@ class TestDemo:
         assert "EndpointSlice rpc-leader points at rpc-1" in out
         assert out.count("zen-lead measured: failover latency") == 2
         assert "first failed probe" in out
+        assert "kube-proxy (nftables mode) runs" in out
+        assert "first client request answered by web-1 (through kube-proxy)" in out
+        assert "first client request answered by rpc-1 (through kube-proxy)" in out
         assert out.rstrip().endswith("done: control plane, controller and fake pods stopped")

@@ -9,12 +9,20 @@ own Service with three pods and the default probe settings:
 
 For each it prints a timeline (fault injected, first failed probe, leader judged down, slice
 switched as seen by the demo's own polling) and the failover latency zen-lead measured itself.
+With the real kube-proxy running in the namespace (it needs ``nft``), a client opens a
+connection to the leader Service's ClusterIP every 20 ms, and the timeline adds when a client
+request was first answered by the new pod and how many client requests failed meanwhile; where
+kube-proxy cannot run, the demo says why and shows the slice-level timeline only.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import pathlib
 import sys
+import tempfile
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +31,7 @@ from kubernetes import client
 from probes import testing as fakes
 from zenlead import settings
 from zenlead.kube import client as kube_client
-from zenlead.testing import controlplane, netns, pods, running
+from zenlead.testing import controlplane, dataplane, netns, pods, running
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -32,6 +40,8 @@ __all__ = ("main",)
 
 NS = "demo"
 _PROBE_LOGGER = "zenlead.probing"
+_ISOLATED = "ZEN_LEAD_DEMO_NETNS"
+"""Set once the demo runs in its own network namespace."""
 
 
 class _Timeline(logging.Handler):
@@ -52,13 +62,22 @@ class _Timeline(logging.Handler):
 
 def main() -> int:
     """Run both scenarios and print their timelines; return the exit code."""
-    if not netns.active():
+    if os.environ.get(_ISOLATED) != "1":
+        # Always a namespace of its own: its kube-proxy and ClusterIPs must not meet another
+        # control plane's (a test session's, say) in a shared namespace.
+        os.environ[_ISOLATED] = "1"
         netns.reexec([sys.executable, "-m", "zenlead", "demo"])
     timeline = _Timeline()
     logging.getLogger(_PROBE_LOGGER).addHandler(timeline)
     logging.getLogger(_PROBE_LOGGER).setLevel(logging.INFO)
     print("starting etcd + kube-apiserver (local, in a private network namespace) ...", flush=True)
-    with controlplane.ControlPlane() as plane, fakes.PodNetwork() as network:
+    with (
+        controlplane.ControlPlane() as plane,
+        fakes.PodNetwork() as network,
+        tempfile.TemporaryDirectory() as work,
+        contextlib.ExitStack() as stack,
+    ):
+        proxy = _kube_proxy(plane, pathlib.Path(work), stack)
         api = _api(plane)
         _core(api).create_namespace({"metadata": {"name": NS}})
         config = settings.Settings(
@@ -75,7 +94,8 @@ def main() -> int:
             def hang() -> None:
                 http[0].http_mode = "hang"
 
-            _run_scenario(api, timeline, "web", http, "HTTP probe; the leader hangs", hang)
+            title = "HTTP probe; the leader hangs"
+            _run_scenario(api, timeline, "web", http, title, hang, clients=proxy)
             grpc_probe = {"zen-lead.io/probe": "grpc", "zen-lead.io/probe-port": "9090"}
             rpc = _scenario_setup(api, network, "rpc", 20, grpc_probe)
 
@@ -83,10 +103,23 @@ def main() -> int:
                 network.set_serving(rpc[0].ip, serving=False)
 
             title = "gRPC health; the leader turns NOT_SERVING"
-            _run_scenario(api, timeline, "rpc", rpc, title, not_serving)
+            _run_scenario(api, timeline, "rpc", rpc, title, not_serving, clients=proxy)
         api.close()
     print("done: control plane, controller and fake pods stopped")
     return 0
+
+
+def _kube_proxy(
+    plane: controlplane.ControlPlane, work: pathlib.Path, stack: contextlib.ExitStack
+) -> bool:
+    """Start kube-proxy for the clients' view; say why not and return False if it cannot run."""
+    try:
+        stack.enter_context(dataplane.KubeProxy(plane, workdir=work))
+    except (dataplane.DataplaneError, OSError) as exc:
+        print(f"kube-proxy cannot run here ({exc}); showing the EndpointSlice timeline only")
+        return False
+    print("kube-proxy (nftables mode) runs: clients reach <svc>-leader through it")
+    return True
 
 
 def _api(plane: controlplane.ControlPlane) -> Any:
@@ -136,24 +169,33 @@ def _run_scenario(  # noqa: PLR0917 - one call per scenario, in story order.
     fake_pods: list[fakes.FakePod],
     title: str,
     inject: Callable[[], None],
+    *,
+    clients: bool,
 ) -> None:
     print(f"\n== {title} (Service {name}, pods {name}-0..2) ==", flush=True)
     _wait(lambda: _leader(api, name) == f"{name}-0", 30, f"{name}-0 to lead")
     _wait(lambda: _all_up(api, name), 30, "all pods probed up")
     print(f"   {name}-0 leads; all three pods pass their probes")
-    start = time.time()
-    inject()
-    leader = _wait(lambda: (lead := _leader(api, name)) != f"{name}-0" and lead, 30, "failover")
-    switched = time.time()
-    ip = fake_pods[0].ip
-    rows = [(0.0, f"fault injected into {name}-0 ({ip})")]
-    for needle, label in (("failed", "first failed probe"), ("-> down", "judged down")):
-        found = timeline.first(needle, ip, start)
-        if found:
-            rows.append((found[0] - start, f"{label}: {found[1].split(': ', 1)[-1]}"))
-    rows.append(
-        (switched - start, f"EndpointSlice {name}-leader points at {leader} (seen by the demo)")
-    )
+    ip = _core(api).read_namespaced_service(f"{name}-leader", NS).spec.cluster_ip
+    with dataplane.Client(ip, 80) if clients else contextlib.nullcontext() as seen:
+        if seen is not None:
+            _quiet(seen, fake_pods[0].ip)
+        start_mono, start = time.monotonic(), time.time()
+        inject()
+        leader = _wait(lambda: (lead := _leader(api, name)) != f"{name}-0" and lead, 30, "failover")
+        switched = time.time()
+        rows = _probe_rows(timeline, fake_pods[0].ip, start)
+        rows.append(
+            (switched - start, f"EndpointSlice {name}-leader points at {leader} (seen by the demo)")
+        )
+        if seen is not None:
+            new_ip = fake_pods[int(leader.rsplit("-", 1)[1])].ip
+            first = _wait(
+                lambda: next((a for a in seen.attempts() if a.pod == new_ip), None), 10, "a client"
+            )
+    if seen is not None:  # Counted once every request in flight has ended (1 s timeout).
+        rows += _client_rows(seen, first, leader, start_mono)
+    rows.append((0.0, f"fault injected into {name}-0 ({fake_pods[0].ip})"))
     for offset, text in sorted(rows):
         print(f"   +{offset:6.3f}s  {text}")
     latency = _wait(
@@ -161,6 +203,42 @@ def _run_scenario(  # noqa: PLR0917 - one call per scenario, in story order.
     )
     print(f"   zen-lead measured: failover latency {float(latency):.3f}s "
           "(first failed probe -> EndpointSlice write acknowledged)")  # fmt: skip
+
+
+def _probe_rows(timeline: _Timeline, ip: str, start: float) -> list[tuple[float, str]]:
+    rows = []
+    for needle, label in (("failed", "first failed probe"), ("-> down", "judged down")):
+        found = timeline.first(needle, ip, start)
+        if found:
+            rows.append((found[0] - start, f"{label}: {found[1].split(': ', 1)[-1]}"))
+    return rows
+
+
+def _quiet(seen: dataplane.Client, ip: str) -> None:
+    """Wait until clients have reached the leader for 1.5 s.
+
+    kube-proxy syncs at most once per second (minSyncPeriod): right after the Service was set
+    up, the failover's sync would wait for that; a real cluster with such churn is the busy
+    case measured by bench/failover_dataplane.
+    """
+
+    def settled() -> bool:
+        answered = [a.at for a in seen.attempts() if a.pod == ip]
+        return bool(answered) and time.monotonic() - answered[0] > 1.5  # noqa: PLR2004
+
+    _wait(settled, 30, "clients to reach the leader")
+
+
+def _client_rows(
+    seen: dataplane.Client, first: dataplane.Attempt, leader: str, start: float
+) -> list[tuple[float, str]]:
+    """Return the client's part of the timeline (after every attempt has ended)."""
+    failed = sum(1 for a in seen.attempts() if start <= a.at <= first.at and a.error)
+    answered = first.at + first.seconds - start
+    return [
+        (answered, f"first client request answered by {leader} (through kube-proxy)"),
+        (answered, f"client requests that failed meanwhile (one every 20 ms): {failed}"),
+    ]
 
 
 def _annotation(api: Any, name: str, key: str) -> str | None:
