@@ -9,6 +9,7 @@ answers is caught.
 
 from __future__ import annotations
 
+import socket
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -187,3 +188,70 @@ def _programming_count(kube_proxy: dataplane.KubeProxy) -> float:
         for line in kube_proxy.metrics().splitlines()
         if line.startswith(name)
     )
+
+
+@pytest.mark.usefixtures("kube_proxy")
+def test_established_connections_stay_on_the_old_leader(
+    core: client.CoreV1Api,
+    api: Any,
+    namespace: str,
+    web: list[testing.FakePod],
+    start_controller: Start,
+) -> None:
+    """kube-proxy never moves an open connection: a keep-alive client stays on the old leader.
+
+    What clients must know: only new connections follow the leader, so a client should set a
+    read timeout and reconnect (or cap keep-alive connection age) to follow a failover.
+    """
+    kubehelp.make_service(core, namespace)
+    start_controller()
+    kubehelp.wait_leader(api, namespace, "web-0")
+    ip = core.read_namespaced_service("web-leader", namespace).spec.cluster_ip
+    kept = helpers.poll(lambda: _connect(ip), timeout=15, what="a connection to the leader")
+    try:
+        assert _ask(kept) == web[0].ip
+        pods.mark_running(api, namespace, "web-0", ip=web[0].ip, ready=False)
+        kubehelp.wait_leader(api, namespace, "web-1")
+        helpers.poll(
+            lambda: _ask_once(ip) == web[1].ip,
+            timeout=10,
+            what="a new connection answered by web-1",
+        )
+        assert _ask(kept) == web[0].ip, "the established connection moved"
+    finally:
+        kept.close()
+
+
+def _connect(ip: str) -> socket.socket | None:
+    try:
+        return socket.create_connection((ip, 80), timeout=2)
+    except OSError:
+        return None
+
+
+def _ask_once(ip: str) -> str | None:
+    """Ask on a new connection, then close it; return who answered."""
+    sock = _connect(ip)
+    if sock is None:
+        return None
+    with sock:
+        return _ask(sock)
+
+
+def _ask(sock: socket.socket) -> str | None:
+    """Send one keep-alive request on `sock`; return the X-Pod of the answer."""
+    sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: web\r\n\r\n")
+    head = b""
+    while b"\r\n\r\n" not in head:
+        chunk = sock.recv(4096)
+        if not chunk:
+            return None
+        head += chunk
+    body_len = 2
+    rest = head.split(b"\r\n\r\n", 1)[1]
+    while len(rest) < body_len:
+        rest += sock.recv(4096)
+    for line in head.decode("latin-1").split("\r\n"):
+        if line.lower().startswith("x-pod:"):
+            return line.split(":", 1)[1].strip()
+    return None
