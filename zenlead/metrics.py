@@ -313,6 +313,13 @@ class Metrics:
             ["namespace"],
             registry=reg,
         )
+        self.probe_suspicions = prometheus_client.Counter(
+            "zen_lead_probe_suspicions",
+            "Phi-detector suspicions (a pod silent past its usual response times), by probe "
+            "kind and how they ended: cleared (it answered) or confirmed (it was found down).",
+            ["kind", "outcome"],
+            registry=reg,
+        )
         self.probe_loop_restarts = prometheus_client.Counter(
             "zen_lead_probe_loop_restarts",
             "Probe loops of single targets that crashed and were restarted, by probe kind.",

@@ -51,6 +51,9 @@ KEYS = {
     "fast_interval": f"{P}-fast-interval",
     "candidate_interval": f"{P}-candidate-interval",
     "panic_threshold": f"{P}-panic-threshold",
+    "detector": f"{P}-detector",
+    "phi_threshold": f"{P}-phi-threshold",
+    "phi_pause": f"{P}-phi-acceptable-pause",
 }
 """Every probe annotation key, by setting name."""
 
@@ -72,6 +75,13 @@ class ProbeConfig:
         candidate_interval_seconds: Interval for pods that do not lead. Default 2.0.
         panic_threshold: Share of probed pods down at once that is treated as our own
             network failing (keep the leader). Default 0.5.
+        detector: ``fixed`` (a pod is down after `fall` unanswered probes) or ``phi`` (also
+            down once its silence is improbable given its own response times; see
+            `zenlead.phi`). Default fixed.
+        phi_threshold: Phi at which a silence is improbable enough (8: once in 10^8 probes
+            of a healthy pod). Default 8.
+        phi_pause_seconds: Shortest silence the phi detector calls down, whatever the
+            history says (a GC or scheduling pause the pod may take). Default 0.3.
 
     """
 
@@ -85,6 +95,20 @@ class ProbeConfig:
     fast_interval_seconds: float = 0.1
     candidate_interval_seconds: float = 2.0
     panic_threshold: float = 0.5
+    detector: str = "fixed"
+    phi_threshold: float = 8.0
+    phi_pause_seconds: float = 0.3
+
+    @property
+    def fixed_silence_seconds(self) -> float:
+        """Return the silence after which the fixed detector calls a hung pod down.
+
+        From sending the first unanswered probe: its timeout, then ``fall - 1`` more probes at
+        the fast interval, each waited out.
+        """
+        return self.timeout_seconds + (self.fall - 1) * (
+            self.fast_interval_seconds + self.timeout_seconds
+        )
 
     @property
     def panic_window_seconds(self) -> float:
@@ -102,16 +126,22 @@ class ProbeConfig:
         ``hung``: interval + timeout + (fall - 1) * (fast interval + timeout), plus 10 %
         interval jitter. ``refused``: the same with no timeouts waited. ``negative``: one
         interval (an explicit bad answer is down at once); gRPC Watch pushes it at once.
+        With the phi detector, ``hung_phi``: interval + the acceptable pause + jitter, the
+        fastest it can be for a pod with a tight latency history (a noisier pod waits longer,
+        never longer than ``hung``).
         """
         jitter = 0.1 * self.interval_seconds
-        hung = self.interval_seconds + self.timeout_seconds
-        hung += (self.fall - 1) * (self.fast_interval_seconds + self.timeout_seconds)
+        hung = self.interval_seconds + self.fixed_silence_seconds
         refused = self.interval_seconds + (self.fall - 1) * self.fast_interval_seconds
         return {
             "hung": hung + jitter,
             "refused": refused + jitter,
             "negative": self.interval_seconds + jitter,
-        }
+        } | (
+            {"hung_phi": min(hung, self.interval_seconds + self.phi_pause_seconds) + jitter}
+            if self.detector == "phi"
+            else {}
+        )
 
 
 def parse(
@@ -158,6 +188,7 @@ def _build(kind: str | None, r: _Reader) -> ProbeConfig | None:
     fall = r.read("fall", lambda raw: values.integer(raw, low=1, high=10), 3)
     rise = r.read("rise", lambda raw: values.integer(raw, low=1, high=10), 2)
     threshold = r.read("panic_threshold", lambda raw: values.number(raw, low=0.01, high=1.0), 0.5)
+    detector, phi_threshold, phi_pause = _detector(r)
     specs = {name: build(r) for name, build in _SPECS.items() if kind in {name, None}}
     if kind is None:
         return None
@@ -172,7 +203,23 @@ def _build(kind: str | None, r: _Reader) -> ProbeConfig | None:
         fast_interval_seconds=fast,
         candidate_interval_seconds=candidate,
         panic_threshold=threshold,
+        detector=detector,
+        phi_threshold=phi_threshold,
+        phi_pause_seconds=phi_pause,
     )
+
+
+def _detector(r: _Reader) -> tuple[str, float, float]:
+    """Read the detector and its phi settings; phi settings need the phi detector."""
+    detector = r.read("detector", lambda raw: values.choice(raw, ("fixed", "phi")), "fixed")
+    phi_threshold = r.read("phi_threshold", lambda raw: values.number(raw, low=1.0, high=16.0), 8.0)
+    phi_pause = r.duration("phi_pause", 0.3, low=0.05, high=60.0)
+    if detector != "phi":
+        for name in ("phi_threshold", "phi_pause"):
+            if KEYS[name] in r.values:
+                why = f"has no effect unless {KEYS['detector']} is phi"
+                r.reject(name, f"{why}; probing is off for this Service (Ready-only routing)")
+    return detector, phi_threshold, phi_pause
 
 
 def _http(r: _Reader) -> probes.HttpSpec:

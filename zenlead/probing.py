@@ -14,6 +14,13 @@ Service selects, and drops targets with their pods. `Pool.run` hosts one task pe
 - verdicts with hysteresis: a pod is *up* after its first success (or after ``rise`` successes
   once down), *down* after ``fall`` consecutive network/timeout failures or one explicit
   negative answer (HTTP status, NOT_SERVING, expect mismatch, config error);
+- with ``detector: phi``, also *down* once it has been silent for longer than its own response
+  times make probable (`zenlead.phi`): the first probe's deadline is the silence ``t*`` where
+  phi reaches the threshold, a timeout there is a *suspicion*, and the pod is down when a
+  second probe on a fresh connection times out too with ``max(t*, acceptable pause)`` passed
+  since the first was sent. A pod without enough history, or so noisy that ``t*`` exceeds
+  the timeout, is judged by the fixed rules alone; a timeout that fired late (our own event
+  loop stalled, so the silence may be ours) never makes a pod down early;
 - checkers that push (gRPC Watch) feed the same verdicts between polls.
 
 Every verdict change calls `on_change`, which the controller uses to record the failure time of
@@ -41,7 +48,7 @@ from typing import TYPE_CHECKING
 import anyio
 
 import probes
-from zenlead import tracing
+from zenlead import phi, tracing
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -61,6 +68,12 @@ _STABLE_SECONDS = 60.0
 """A loop that ran this long before crashing restarts from the shortest backoff again."""
 _CHASE_SECONDS = 30.0
 """How long candidates are probed at the fast pace after their leader began failing."""
+_MIN_BUDGET_SECONDS = 0.05
+"""Shortest deadline the phi detector gives a probe (a tiny one would only raise suspicions)."""
+_LATE_SECONDS = 0.05
+"""A timeout that fired this late means our loop stalled: the silence may have been ours."""
+_SILENT_PROBES = 2
+"""Failed probes (so connections) a silence must span before the phi detector calls it down."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -107,9 +120,18 @@ class Health:
 
 
 def judge(
-    health: Health, result: probes.ProbeResult, config: probeconfig.ProbeConfig, at: float
+    health: Health,
+    result: probes.ProbeResult,
+    config: probeconfig.ProbeConfig,
+    at: float,
+    *,
+    silent: bool = False,
 ) -> Health:
-    """Return the verdict after `result` (pure; see the module docstring for the rules)."""
+    """Return the verdict after `result` (pure; see the module docstring for the rules).
+
+    `silent`: the phi detector finds the pod's silence improbable; with at least two failed
+    probes in a row (two connections) that makes it down before `fall` failures.
+    """
     if result.ok:
         successes = health.successes + 1
         up = health.state != DOWN or successes >= config.rise
@@ -117,6 +139,7 @@ def judge(
     failures = health.failures + 1
     first = health.first_failure_at if health.first_failure_at is not None else at
     down = result.failure in _IMMEDIATE or failures >= config.fall
+    down = down or (silent and failures >= _SILENT_PROBES)
     state = DOWN if down else health.state
     detail = f"{result.failure}: {result.detail}" if result.failure else result.detail
     return Health(state, failures, 0, first, detail, health.last_ok_at, result.failure)
@@ -134,6 +157,42 @@ class _Entry:
     wake: anyio.Event = dataclasses.field(default_factory=anyio.Event)
     notify: bool = False  # Report the next result even if the verdict stays the same.
     last_push: tuple[bool, probes.FailureClass | None] | None = None
+    history: phi.History = dataclasses.field(default_factory=phi.History)
+    streak_sent_at: float | None = None  # Loop time the streak's first failed probe was sent.
+    suspected: bool = False  # The phi detector's first deadline passed unanswered.
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _PhiRule:
+    """The phi detector's limits for one probe: first deadline and silence that means down."""
+
+    first: float
+    silence: float
+    limit: float
+
+
+def _phi_rule(entry: _Entry) -> _PhiRule | None:
+    """Return the phi limits for `entry` now, or None: the fixed rules apply alone."""
+    config = entry.config
+    if config.detector != "phi":
+        return None
+    limit = entry.history.limit(config.phi_threshold)
+    if limit is None or limit >= config.timeout_seconds:
+        return None  # No history yet, or a pod this noisy: nothing to gain over the fixed rules.
+    silence = min(max(limit, config.phi_pause_seconds), config.fixed_silence_seconds)
+    return _PhiRule(max(limit, _MIN_BUDGET_SECONDS), silence, limit)
+
+
+def _budget(entry: _Entry, rule: _PhiRule | None, start: float) -> float:
+    """Return the seconds probe `start`ed now may take."""
+    timeout = entry.config.timeout_seconds
+    if rule is None:
+        return timeout
+    budget = rule.first
+    if entry.health.failures and entry.streak_sent_at is not None:
+        # In a streak: wait out the rest of the silence the rule needs.
+        budget = max(budget, entry.streak_sent_at + rule.silence - start)
+    return min(budget, timeout)
 
 
 class Pool:
@@ -299,17 +358,51 @@ class Pool:
     async def _probe_once(self, entry: _Entry, checker: probes.Checker) -> None:
         async with self._limiter:
             start = anyio.current_time()
+            rule = _phi_rule(entry)
+            deadline = start + _budget(entry, rule, start)
             with tracing.span(f"probe {entry.config.kind}", target=entry.target.ip) as span:
-                result = await checker.check(deadline=start + entry.config.timeout_seconds)
+                result = await checker.check(deadline=deadline)
                 if span is not None:
                     span.set_attribute("zenlead.result", str(result.failure or "success"))
-            elapsed = anyio.current_time() - start
+            end = anyio.current_time()
+        elapsed = end - start
         outcome = "success" if result.ok else str(result.failure)
         self._metrics.probes.labels(entry.config.kind, outcome).inc()
         self._metrics.probe_duration.labels(entry.config.kind, outcome).observe(elapsed)
-        self._record(entry, result, pushed=False)
+        if result.ok:
+            entry.history.add(elapsed)
+        silent = False
+        if rule is not None and result.failure is probes.FailureClass.TIMEOUT:
+            result, silent = Pool._suspect(entry, result, rule, start, end - deadline)
+        if entry.health.failures == 0:
+            entry.streak_sent_at = start
+        self._record(entry, result, pushed=False, silent=silent)
 
-    def _record(self, entry: _Entry, result: probes.ProbeResult, *, pushed: bool) -> None:
+    @staticmethod
+    def _suspect(
+        entry: _Entry,
+        result: probes.ProbeResult,
+        rule: _PhiRule,
+        start: float,
+        late: float,
+    ) -> tuple[probes.ProbeResult, bool]:
+        """Judge a phi-timed timeout: raise a suspicion, or find the silence improbable."""
+        began = entry.streak_sent_at if entry.health.failures else None
+        began = start if began is None else began
+        silence = anyio.current_time() - began
+        if entry.health.failures == 0:
+            entry.suspected = True
+        if late > _LATE_SECONDS or silence < rule.silence - 0.001:
+            return result, False  # Our own stall, or not silent long enough yet.
+        detail = (
+            f"silent for {silence * 1000:.0f} ms; improbable for this pod "
+            f"(phi {entry.config.phi_threshold:g} at {rule.limit * 1000:.0f} ms)"
+        )
+        return probes.ProbeResult.fail(result.failure or probes.FailureClass.TIMEOUT, detail), True
+
+    def _record(
+        self, entry: _Entry, result: probes.ProbeResult, *, pushed: bool, silent: bool = False
+    ) -> None:
         if pushed and result.failure is probes.FailureClass.NETWORK:
             return  # A broken Watch stream is no evidence; the periodic check decides.
         if pushed:
@@ -318,7 +411,8 @@ class Pool:
                 return  # A pod repeating its status costs nothing (nor can it flood us).
             entry.last_push = status
         old = entry.health
-        entry.health = judge(old, result, entry.config, time.monotonic())
+        entry.health = judge(old, result, entry.config, time.monotonic(), silent=silent)
+        self._settle_suspicion(entry, old)
         if not result.ok and old.failures == 0:
             log.info(
                 "probe %s %s/%s: failed (%s)",
@@ -353,6 +447,19 @@ class Pool:
             except BaseException:
                 entry.notify = True  # The change was not delivered: report the next result.
                 raise
+
+    def _settle_suspicion(self, entry: _Entry, old: Health) -> None:
+        """Count how a phi suspicion ended: the pod answered, or it was found down."""
+        if not entry.suspected:
+            return
+        if entry.health.failures == 0:
+            outcome = "cleared"
+        elif entry.health.state == DOWN and old.state != DOWN:
+            outcome = "confirmed"
+        else:
+            return
+        entry.suspected = False
+        self._metrics.probe_suspicions.labels(entry.config.kind, outcome).inc()
 
     def _interval(self, entry: _Entry) -> float:
         config = entry.config

@@ -103,7 +103,8 @@ class HttpServer:
     headers · ``/chunked`` small chunked body · ``/until-close`` body framed by closing ·
     ``/conn-close`` 200 with ``Connection: close`` · ``/close-idle`` 200 then closes ·
     ``/once`` answers one request per connection, closes at the second · ``/hang-first`` hangs
-    on the first connection only · ``/head`` Content-Length without a body (for HEAD).
+    on the first connection only · ``/head`` Content-Length without a body (for HEAD) ·
+    ``/switch`` waits `delay()` seconds, then answers 200, or never while `hanging` is set.
     """
 
     def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
@@ -112,6 +113,8 @@ class HttpServer:
         self.requests: list[Request] = []
         self.redirect_to = "http://192.0.2.1/"
         self.server_names: list[str | None] = []
+        self.delay: Callable[[], float] = lambda: 0.0
+        self.hanging = False
         self._handlers = _Handlers()
         self._server: asyncio.Server | None = None
         self.port = 0
@@ -192,7 +195,12 @@ class HttpServer:
         """Give the answers that take time, write a lot or close the connection."""
         if path == "/close":
             return False
-        if path in {"/hang", "/hang-first"}:
+        if path == "/switch":
+            await asyncio.sleep(self.delay())
+            if not self.hanging:
+                writer.write(HTTP_OK)
+                return True
+        if path in {"/hang", "/hang-first", "/switch"}:
             await asyncio.Event().wait()
         if path == "/drip":
             for byte in HTTP_OK:

@@ -265,3 +265,49 @@ async def test_candidates_are_chased_while_the_leader_fails() -> None:
         tg.cancel_scope.cancel()
     assert len(chased) >= 4, f"candidate probed {len(chased)} times in 1 s"
     assert chased[0] - start < 0.5, "the candidate was not woken by the leader's first failure"
+
+
+async def test_a_late_timeout_never_makes_a_pod_down_early() -> None:
+    """A timeout our own stalled loop noticed late is no improbable silence: `fall` decides."""
+    calls = [0]
+
+    class Stalling:
+        def __init__(self, _target: probes.Target, _spec: Any) -> None:
+            pass
+
+        async def check(self, *, deadline: float) -> probes.ProbeResult:
+            calls[0] += 1
+            if calls[0] <= 25:  # A fast pod's history first.
+                await anyio.lowlevel.checkpoint()
+                return probes.ProbeResult.success("ok")
+            await anyio.sleep(max(0.0, deadline - anyio.current_time()) + 0.1)  # We were late.
+            return probes.ProbeResult.fail(probes.FailureClass.TIMEOUT, "timeout")
+
+        async def watch(self, callback: Any) -> None:
+            del callback
+
+        async def aclose(self) -> None:
+            pass
+
+    downs: list[probing.Health] = []
+    pool = probing.Pool(
+        on_change=lambda _k, _u, old, new: downs.append(new) if new.state != old.state else None,
+        metrics_=metrics.Metrics(),
+        probers={"fake": Stalling},
+    )
+    phi = dataclasses.replace(
+        config("fake"), detector="phi", interval_seconds=0.02, timeout_seconds=0.015
+    )
+    phi = dataclasses.replace(phi, fast_interval_seconds=0.01, phi_pause_seconds=0.05)
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(pool.run)
+        with anyio.fail_after(5):
+            while not pool.running:  # noqa: ASYNC110 - nothing signals this.
+                await anyio.sleep(0.01)
+        pool.ensure(KEY, phi, {"pod": probing.ProbeTarget("10.244.0.0", 80, leader=True)})
+        with anyio.fail_after(10):
+            while not any(h.state == probing.DOWN for h in downs):  # noqa: ASYNC110
+                await anyio.sleep(0.01)
+        tg.cancel_scope.cancel()
+    down = next(h for h in downs if h.state == probing.DOWN)
+    assert (down.failures, down.detail) == (phi.fall, "timeout: timeout")

@@ -70,6 +70,31 @@ class TestProbeConfig:
                 "zen-lead.io/probe-panic-threshold",
                 id="panic-over-1",
             ),
+            pytest.param(
+                ON | {"zen-lead.io/probe-detector": "Phi"},
+                "zen-lead.io/probe-detector",
+                id="detector-case",
+            ),
+            pytest.param(
+                ON | {"zen-lead.io/probe-phi-threshold": "8"},
+                "zen-lead.io/probe-phi-threshold",
+                id="phi-setting-without-phi",
+            ),
+            pytest.param(
+                ON
+                | {"zen-lead.io/probe-detector": "phi", "zen-lead.io/probe-phi-threshold": "0.5"},
+                "zen-lead.io/probe-phi-threshold",
+                id="phi-threshold-below-1",
+            ),
+            pytest.param(
+                ON
+                | {
+                    "zen-lead.io/probe-detector": "phi",
+                    "zen-lead.io/probe-phi-acceptable-pause": "10ms",
+                },
+                "zen-lead.io/probe-phi-acceptable-pause",
+                id="phi-pause-too-short",
+            ),
         ],
     )
     def test_invalid(self, annotations: dict[str, str], key: str) -> None:
@@ -77,6 +102,27 @@ class TestProbeConfig:
         config, problems = probeconfig.parse(annotations)
         assert config is None
         assert problems[0].key == key
+
+    def test_phi_detector_settings(self) -> None:
+        """The phi detector is opt-in; its bound for a hung pod is interval + acceptable pause."""
+        assert _config().detector == "fixed"
+        assert "hung_phi" not in _config().detection_bounds()
+        config = _config(
+            **{
+                "zen-lead.io/probe-detector": "phi",
+                "zen-lead.io/probe-phi-threshold": "10",
+                "zen-lead.io/probe-phi-acceptable-pause": "200ms",
+            }
+        )
+        assert (config.detector, config.phi_threshold, config.phi_pause_seconds) == (
+            "phi",
+            10.0,
+            0.2,
+        )
+        bounds = config.detection_bounds()
+        assert bounds["hung_phi"] == pytest.approx(0.5 + 0.2 + 0.05)
+        assert bounds["hung_phi"] < bounds["hung"]
+        assert config.fixed_silence_seconds == pytest.approx(0.25 + 2 * (0.1 + 0.25))
 
     def test_tcp_escapes_and_expect(self) -> None:
         r"""TCP send understands \r\n escapes; expect becomes a bytes regex."""
@@ -128,6 +174,16 @@ class TestJudge:
     def test_sequences(self, results: list[probes.ProbeResult], expected: list[str]) -> None:
         """Each sequence of results gives the expected states."""
         assert _run(results) == expected
+
+    def test_an_improbable_silence_needs_two_failed_probes(self) -> None:
+        """The phi detector's verdict makes a pod down early, but never on one probe."""
+        config = _config()
+        up = probing.judge(probing.Health(), OK, config, at=0.0)
+        once = probing.judge(up, TIMEOUT, config, at=1.0, silent=True)
+        assert once.state == "up"
+        twice = probing.judge(once, TIMEOUT, config, at=2.0, silent=True)
+        assert (twice.state, twice.failures, twice.first_failure_at) == ("down", 2, 1.0)
+        assert probing.judge(once, TIMEOUT, config, at=2.0).state == "up"
 
     def test_first_failure_time_is_kept_for_the_streak(self) -> None:
         """The streak remembers when its first failure ended (where latency starts)."""
