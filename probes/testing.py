@@ -9,6 +9,10 @@ network namespace every 10.244.0.0/16 address is). Behaviour is switched from an
   body that never ends), ``redirect`` (302 to another host). Answers name the pod in an
   ``X-Pod`` header, and every accepted connection is recorded (`FakePod.accepted`), so a
   client behind kube-proxy can tell which pod it reached, even one that never answers.
+- Noise, for soak tests of the failure detectors (`FakePod.noise`, `FakePod.pause`): each HTTP
+  answer waits a random latency drawn from a `Noise` profile, or is cut by a connection reset
+  (RST) at the profile's rate; `pause` freezes every answer of the pod for a while, like a
+  stop-the-world GC or a CPU-throttled container.
 - gRPC health on ``:9090``: `FakePod.set_grpc_serving` flips the overall status
   (``Watch`` subscribers are told at once).
 - TCP on ``:6379``: answers ``ROLE`` with `FakePod.tcp_role` (``master`` or ``slave``).
@@ -20,6 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import math
+import random
+import statistics
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Self
@@ -32,9 +40,32 @@ if TYPE_CHECKING:
     import types
     from collections.abc import Coroutine
 
-__all__ = ("FakePod", "PodNetwork")
+__all__ = ("FakePod", "Noise", "PodNetwork")
 
 HTTP_PORT, GRPC_PORT, TCP_PORT = 8080, 9090, 6379
+
+
+@dataclasses.dataclass(frozen=True)
+class Noise:
+    """How a healthy pod's HTTP answers vary: lognormal latency, and occasional resets.
+
+    Attributes:
+        median_seconds: Median answer latency.
+        p99_seconds: 99th percentile of the latency (sets the lognormal's spread).
+        reset_rate: Share of requests answered by a connection reset instead.
+        seed: Seed of the pod's own random source (reproducible noise).
+
+    """
+
+    median_seconds: float
+    p99_seconds: float
+    reset_rate: float = 0.0
+    seed: int = 0
+
+    def sampler(self) -> tuple[random.Random, float]:
+        """Return a seeded random source and the lognormal's sigma."""
+        z99 = statistics.NormalDist().inv_cdf(0.99)
+        return random.Random(self.seed), math.log(self.p99_seconds / self.median_seconds) / z99  # noqa: S311
 
 
 class FakePod:
@@ -52,6 +83,23 @@ class FakePod:
         self._grpc: Any = None
         self._health: Any = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._noise: tuple[Noise, random.Random, float] | None = None
+        self._paused_until = 0.0
+        self.resets = 0
+        """Requests answered by a connection reset (noise)."""
+
+    @property
+    def noise(self) -> Noise | None:
+        """The pod's latency and reset profile (None: answers at once)."""
+        return None if self._noise is None else self._noise[0]
+
+    @noise.setter
+    def noise(self, noise: Noise | None) -> None:
+        self._noise = None if noise is None else (noise, *noise.sampler())
+
+    def pause(self, seconds: float) -> None:
+        """Hold every HTTP answer for `seconds` from now (any thread)."""
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
 
     async def start(self) -> None:
         """Start the HTTP, gRPC and TCP servers (on the network's loop)."""
@@ -106,11 +154,26 @@ class FakePod:
             while True:
                 writer.write(b"400\r\n" + b"x" * 1024 + b"\r\n")
                 await writer.drain()
+        if not await self._noisy(writer):
+            return False
         status = {"ok": b"200 OK", "error": b"503 Service Unavailable", "redirect": b"302 Found"}
         extra = b"Location: http://other.invalid/\r\n" if mode == "redirect" else b""
         extra += b"X-Pod: " + self.ip.encode() + b"\r\n"  # Who answered, for data-plane tests.
         writer.write(b"HTTP/1.1 " + status[mode] + b"\r\n" + extra + b"Content-Length: 2\r\n\r\nok")
         await writer.drain()
+        return True
+
+    async def _noisy(self, writer: asyncio.StreamWriter) -> bool:
+        """Wait out the noise's latency and any pause; False if the request is reset instead."""
+        if self._noise is not None:
+            noise, rng, sigma = self._noise
+            if rng.random() < noise.reset_rate:
+                self.resets += 1
+                writer.transport.abort()  # RST: the client sees "connection reset".
+                return False
+            await asyncio.sleep(noise.median_seconds * math.exp(sigma * rng.gauss(0.0, 1.0)))
+        while (left := self._paused_until - time.monotonic()) > 0:  # noqa: ASYNC110 - extendable
+            await asyncio.sleep(left)
         return True
 
     async def _tcp(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
