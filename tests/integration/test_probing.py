@@ -124,6 +124,39 @@ class TestFailover:
         kubehelp.wait_metric(ctl.scrape, "zen_lead_failover_latency_seconds_count", **labels)
         assert kubehelp.metric(ctl.scrape(), "zen_lead_probes_total", kind="http") is not None
 
+    def test_phi_detector_fails_over_on_an_improbable_silence(
+        self,
+        core: client.CoreV1Api,
+        api: Any,
+        namespace: str,
+        pods3: list[testing.FakePod],
+        start_controller: Start,
+    ) -> None:
+        """With probe-detector phi, a hung leader with a fast history is down on its silence."""
+        phi = HTTP | {
+            "zen-lead.io/probe-detector": "phi",
+            "zen-lead.io/probe-phi-acceptable-pause": "100ms",
+        }
+        kubehelp.make_service(core, namespace, annotations=_annotations(phi))
+        ctl = start_controller()
+        kubehelp.wait_leader(api, namespace, "web-0")
+        _wait_all_up(core, namespace)
+        # Three pods every 300 ms: 75 passes give the leader the 20 answers phi needs.
+        helpers.poll(
+            lambda: (
+                (kubehelp.metric(ctl.scrape(), "zen_lead_probes_total", result="success") or 0)
+                >= 75
+            ),
+            timeout=30,
+            what="a latency history",
+        )
+        pods3[0].http_mode = "hang"
+        kubehelp.wait_leader(api, namespace, "web-1", timeout=10)
+        confirmed = {"kind": "http", "outcome": "confirmed"}
+        assert kubehelp.wait_metric(ctl.scrape, "zen_lead_probe_suspicions_total", **confirmed) == 1
+        labels = {"service": "web", "reason": "probe_failed"}
+        assert kubehelp.wait_metric(ctl.scrape, "zen_lead_failover_count_total", **labels) == 1
+
     def test_grpc_not_serving_is_pushed(
         self,
         core: client.CoreV1Api,
