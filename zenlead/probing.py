@@ -16,11 +16,12 @@ Service selects, and drops targets with their pods. `Pool.run` hosts one task pe
   negative answer (HTTP status, NOT_SERVING, expect mismatch, config error);
 - with ``detector: phi``, also *down* once it has been silent for longer than its own response
   times make probable (`zenlead.phi`): the first probe's deadline is the silence ``t*`` where
-  phi reaches the threshold, a timeout there is a *suspicion*, and the pod is down when a
-  second probe on a fresh connection times out too with ``max(t*, acceptable pause)`` passed
-  since the first was sent. A pod without enough history, or so noisy that ``t*`` exceeds
-  the timeout, is judged by the fixed rules alone; a timeout that fired late (our own event
-  loop stalled, so the silence may be ours) never makes a pod down early;
+  phi reaches the threshold; a timeout there is a *suspicion*, and the pod is down when a
+  second probe, sent at once on a fresh connection, times out too with
+  ``max(t*, acceptable pause)`` passed since the first was sent. A pod without enough history,
+  or so noisy that ``t*`` exceeds the timeout, is judged by the fixed rules alone; a timeout
+  that fired late (our own event loop stalled, so the silence may be ours) never makes a pod
+  down early;
 - checkers that push (gRPC Watch) feed the same verdicts between polls.
 
 Every verdict change calls `on_change`, which the controller uses to record the failure time of
@@ -392,6 +393,7 @@ class Pool:
         silence = anyio.current_time() - began
         if entry.health.failures == 0:
             entry.suspected = True
+            entry.wake.set()  # Re-probe at once, on a fresh connection: the silence goes on.
         if late > _LATE_SECONDS or silence < rule.silence - 0.001:
             return result, False  # Our own stall, or not silent long enough yet.
         detail = (
