@@ -87,9 +87,17 @@ def cpu_seconds(pid: int) -> float:
 
 
 def start_controller(
-    kubeconfig: pathlib.Path, metrics_port: int, health_port: int, extra: list[str]
+    kubeconfig: pathlib.Path,
+    metrics_port: int,
+    health_port: int,
+    extra: list[str],
+    *,
+    log: Any = None,
 ) -> Any:
-    """Start ``zen-lead run`` (one replica, no election) as a child watching the bench namespace."""
+    """Start ``zen-lead run`` (one replica, no election) as a child watching the bench namespace.
+
+    Its output goes to `log` (an open file) when given, else to ours.
+    """
     cmd = [
         sys.executable, "-m", "zenlead", "run",
         "--kubeconfig", str(kubeconfig), "--namespaces", NS,
@@ -97,7 +105,7 @@ def start_controller(
         "--health-probe-bind-address", f"127.0.0.1:{health_port}",
         "--leader-elect", "false", "--log-level", "warning", *extra,
     ]  # fmt: skip
-    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 
 
 def scrape(port: int) -> str:

@@ -10,13 +10,18 @@ Setup: `--services` Services probe HTTP ``/healthz`` with the fixed detector and
 - latency: half of each detector's Services have a *long-tail* profile (lognormal, median 10 ms,
   p99 150 ms), half a *tight* one (median 2 ms, p99 10 ms: the pods phi can judge sooner);
 - pauses: every pod freezes all its answers for 200 ms at random times, on average every 5 s
-  (a Poisson process per pod; about 60 pauses a second over 300 pods);
+  (a pod's next pause starts an exponential time, mean 5 s, after its last one ended: pauses
+  never run into each other; about 60 pauses a second over 300 pods);
 - resets: 0.2 % of requests are answered by a connection reset.
 
 Nothing is ever broken, so every leader change is a false failover. An independent watch
 records every version of every leader slice; the report counts leader changes per detector and
 cross-checks them with the controller's own ``zen_lead_failover_count``. It also shows how much
-noise the probes met (timeouts, resets), the phi detector's suspicions and the controller's CPU.
+noise the probes met (timeouts, resets), the phi detector's suspicions, every probe-down verdict
+the controller logged (each is a near miss, or the cause of a false failover) and the
+controller's CPU. ``--overlap`` lets a pod's pauses run into each other (a pause that starts
+during another extends it, so freezes reach 400 ms and more): the case the phi detector's
+acceptable pause is about.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import heapq
 import os
 import platform
 import random
+import re
 import sys
+import tempfile
 import threading
 import time
 from typing import Any
@@ -57,6 +64,7 @@ class Soak:
     services: dict[str, tuple[str, str]] = dataclasses.field(default_factory=dict)
     pods: list[fakes.FakePod] = dataclasses.field(default_factory=list)
     pauses: int = 0
+    overlap: bool = False
 
 
 def setup(api: Any, network: fakes.PodNetwork, per_detector: int) -> Soak:
@@ -92,7 +100,8 @@ def pauser(soak: Soak, stop: threading.Event) -> None:
             return
         soak.pods[i].pause(PAUSE_SECONDS)
         soak.pauses += 1
-        heapq.heappush(queue, (at + rng.expovariate(1 / PAUSE_EVERY_SECONDS), i))
+        gap = rng.expovariate(1 / PAUSE_EVERY_SECONDS)
+        heapq.heappush(queue, (at + gap + (0.0 if soak.overlap else PAUSE_SECONDS), i))
 
 
 def leader_changes(watcher: common.SliceWatcher, service: str, after: float) -> int:
@@ -114,6 +123,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--minutes", type=float, default=20.0)
     parser.add_argument("--services", type=int, default=50, help="Services per detector")
+    parser.add_argument("--overlap", action="store_true", help="let pauses run into each other")
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
     args = parser.parse_args()
     if not netns.active():
@@ -123,10 +133,11 @@ def main() -> int:
         client.CoreV1Api(api).create_namespace({"metadata": {"name": NS}})
         print("setting up Services ...", flush=True)
         soak = setup(api, network, args.services)
+        soak.overlap = args.overlap
         results = run(api, plane, soak, args.minutes)
     text = render(soak, results, args)
     print(text)
-    if not args.no_docs:
+    if not args.no_docs and not args.overlap:
         report.update_section("soak_false_failovers", text)
     return 0
 
@@ -136,7 +147,8 @@ def run(api: Any, plane: Any, soak: Soak, minutes: float) -> dict[str, Any]:
     watcher = common.SliceWatcher(api)
     watcher.start()
     mport, hport = common.free_port(), common.free_port()
-    proc = common.start_controller(plane.kubeconfig, mport, hport, [])
+    log = tempfile.TemporaryFile("w+")  # noqa: SIM115 - read back after the run
+    proc = common.start_controller(plane.kubeconfig, mport, hport, ["--log-level", "info"], log=log)
     stop = threading.Event()
     noise = threading.Thread(target=pauser, args=(soak, stop), daemon=True)
     try:
@@ -158,7 +170,13 @@ def run(api: Any, plane: Any, soak: Soak, minutes: float) -> dict[str, Any]:
         proc.terminate()
         proc.wait(timeout=30)
         watcher.stopping = True
-    return {"elapsed": elapsed, "cpu": cpu, "metrics": metrics, "changes": changes}
+    log.seek(0)
+    downs = [m.groups() for m in _DOWN.finditer(log.read())]
+    return {"elapsed": elapsed, "cpu": cpu, "metrics": metrics, "changes": changes, "downs": downs}
+
+
+_DOWN = re.compile(r"probe http bench/([a-z]+)-(\d+)/\S+: \w+ -> down \((.*)\)")
+"""A probe-down verdict in the controller's log: detector, Service number, detail."""
 
 
 def _settle(api: Any, services: int) -> None:
@@ -185,7 +203,8 @@ def render(soak: Soak, results: dict[str, Any], args: argparse.Namespace) -> str
             f"Run on {platform.node()} ({os.cpu_count()} cores), Python "
             f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}; `python -m "
             f"bench.soak_false_failovers --minutes {args.minutes:g} --services "
-            f"{args.services}`; {results['elapsed'] / 60:.1f} minutes of noise; default probe "
+            f"{args.services}{' --overlap' if args.overlap else ''}`; "
+            f"{results['elapsed'] / 60:.1f} minutes of noise; default probe "
             "settings (HTTP, interval 500 ms, timeout 250 ms, fall 3)."
         ),
         "",
@@ -216,7 +235,15 @@ def _noise_lines(soak: Soak, results: dict[str, Any], hours: float) -> list[str]
         o: _sample(metrics, "zen_lead_probe_suspicions_total", o) for o in ("cleared", "confirmed")
     }
     false = sum(results["changes"].values())
+    downs = results["downs"]
+    by_detector = {d: sum(1 for found, *_ in downs if found == d) for d in DETECTORS}
     return [
+        (
+            f"Probe-down verdicts on these healthy pods: fixed {by_detector['fixed']}, phi "
+            f"{by_detector['phi']}"
+            + "".join(f"; {d}-{n}: {detail}" for d, n, detail in downs[:10])
+            + "."
+        ),
         (
             f"Noise met by the probes: {probes['success']:.0f} passed, {probes['timeout']:.0f} "
             f"timed out, {probes['network']:.0f} network errors (resets); {soak.pauses} pauses "
