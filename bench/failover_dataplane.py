@@ -12,7 +12,11 @@ ClusterIP every 20 ms (1 s timeout each). The leader is then broken and the benc
   answer, which is kube-proxy's share;
 - *failed requests*: client requests that timed out or failed during the failover;
 - *old leader after switch*: connections the old leader accepted (its own record) that were
-  opened after the first answer from the new leader. Must be 0.
+  opened after the first answer from the new leader. Must be 0;
+- *behind kube-proxy's rate limit*: trials whose slice changed less than minSyncPeriod after
+  kube-proxy began a sync (its periodic one, every syncPeriod of 30 s, or one for another
+  change), read from kube-proxy's own log: kube-proxy held our change back until that period
+  was over. On a quiet cluster this is luck, about 1 s in 30.
 
 Scenarios: a hung leader (HTTP probe, default settings; and on a quiet cluster once more with
 ``zen-lead.io/probe-detector: phi``) and a deleted leader, each on a quiet cluster (trials 1.5 s
@@ -32,6 +36,7 @@ import os
 import pathlib
 import platform
 import random
+import re
 import statistics
 import sys
 import tempfile
@@ -55,6 +60,8 @@ PHI_LABEL = "hang, quiet, phi detector"
 SERVICE_CIDR = "10.96.0.0/16"  # Room for every trial's Service and leader Service.
 QUIET_GAP = 1.5
 """Seconds between trials: more than kube-proxy's minSyncPeriod (1 s)."""
+MIN_SYNC_SECONDS = 1.0
+"""kube-proxy's minSyncPeriod (its default, and the harness's)."""
 AFTER = 25
 """Client requests watched after the first answer from the new leader (half a second)."""
 
@@ -111,6 +118,7 @@ def run_trial(api: Any, watcher: common.SliceWatcher, trial: Trial, how: str) ->
     trial.result = {
         "client": answered - start,
         "slice_to_client": answered - switched,
+        "switched_wall": switched + time.time() - time.monotonic(),
         "failed": sum(1 for a in attempts if start <= a.at <= first.at and a.error),
         # Ports get reused: only connections the old pod accepted after the switch count.
         "old_after": sum(1 for at, _, port in old.accepted if at > first.at and port in ports),
@@ -202,6 +210,7 @@ def main() -> int:
         client.CoreV1Api(api).create_namespace({"metadata": {"name": NS}})
         results = measure(api, network, plane, args.trials, args.baseline_trials)
         programming = proxy.metrics()
+        mark_rate_limited(results, sync_starts(proxy.log_path.read_text()))
     text = render(results, args, programming)
     print(text)
     if not args.no_docs:
@@ -280,6 +289,34 @@ def _settle(api: Any, services: int) -> None:
     raise TimeoutError("the controller did not settle")
 
 
+_SYNC = re.compile(
+    r'^I(\d{2})(\d{2}) (\d{2}):(\d{2}):(\d{2}\.\d+)\s.*"SyncProxyRules complete".*'
+    r'elapsed="([\d.]+)(µs|ms|s)"',
+    re.MULTILINE,
+)
+
+
+def sync_starts(log: str) -> list[float]:
+    """Return the wall-clock start of each kube-proxy sync, from its ``--v=2`` log."""
+    year = time.localtime().tm_year
+    starts = []
+    for m in _SYNC.finditer(log):
+        month, day, hour, minute, sec, elapsed, unit = m.groups()
+        whole = time.mktime((year, int(month), int(day), int(hour), int(minute), 0, 0, 0, -1))
+        scale = {"µs": 1e-6, "ms": 1e-3, "s": 1.0}[unit]
+        starts.append(whole + float(sec) - float(elapsed) * scale)
+    return sorted(starts)
+
+
+def mark_rate_limited(results: dict[str, list[dict[str, float]]], starts: list[float]) -> None:
+    """Mark each trial whose slice changed within minSyncPeriod after a sync had started."""
+    for rows in results.values():
+        for row in rows:
+            before = [s for s in starts if s <= row["switched_wall"]]
+            gap = row["switched_wall"] - before[-1] if before else float("inf")
+            row["rate_limited"] = float(gap < MIN_SYNC_SECONDS)
+
+
 def render(
     results: dict[str, list[dict[str, float]]], args: argparse.Namespace, programming: str
 ) -> str:
@@ -295,9 +332,10 @@ def render(
         "",
         (
             "| scenario | n | break -> client on new pod p50 | p99 | max | slice -> client p50 "
-            "| p99 | failed requests per failover (mean / max) | old leader reached after switch |"
+            "| p99 | failed requests per failover (mean / max) | old leader reached after switch "
+            "| behind kube-proxy's rate limit |"
         ),
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for label, rows in results.items():
         client_s = [r["client"] for r in rows]
@@ -308,7 +346,8 @@ def render(
             f"{_ms(common.pct(client_s, 0.99))} | {_ms(max(client_s))} | "
             f"{_ms(common.pct(kube, 0.5))} | {_ms(common.pct(kube, 0.99))} | "
             f"{statistics.mean(failed):.1f} / {max(failed):.0f} | "
-            f"{sum(r['old_after'] for r in rows):.0f} |"
+            f"{sum(r['old_after'] for r in rows):.0f} | "
+            f"{sum(r.get('rate_limited', 0) for r in rows):.0f} |"
         )
     return "\n".join([*lines, "", *_summary(results, programming)])
 
@@ -330,6 +369,7 @@ def _summary(results: dict[str, list[dict[str, float]]], programming: str) -> li
     mean_ms = psum / max(pcount, 1) * 1000
     return [
         f"Ratio of the Ready-only baseline's p50 to ours (hang, quiet): {ratio:.0f}x.",
+        *_rate_limit_lines(results),
         (
             "kube-proxy's own network programming latency (from zen-lead's trigger time): "
             f"{pcount:.0f} observations, mean {mean_ms:.0f} ms."
@@ -341,6 +381,21 @@ def _summary(results: dict[str, list[dict[str, float]]], programming: str) -> li
             f"after switch: {reached:.0f} ({_met(reached == 0)})."
         ),
     ]
+
+
+def _rate_limit_lines(results: dict[str, list[dict[str, float]]]) -> list[str]:
+    """Split the quiet scenarios' client times by whether kube-proxy's rate limit held them."""
+    lines = []
+    for label in ("hang, quiet", PHI_LABEL, "delete, quiet"):
+        held = [r["client"] for r in results[label] if r.get("rate_limited")]
+        free = [r["client"] for r in results[label] if not r.get("rate_limited")]
+        if held and free:
+            lines.append(
+                f"{label}: {len(held)} of {len(held) + len(free)} trials behind kube-proxy's "
+                f"rate limit ({', '.join(_ms(c) for c in sorted(held))}); the other "
+                f"{len(free)}: p99 {_ms(common.pct(free, 0.99))}."
+            )
+    return lines
 
 
 def _met(ok: bool) -> str:  # noqa: FBT001 - a formatting helper.
