@@ -14,10 +14,11 @@ ClusterIP every 20 ms (1 s timeout each). The leader is then broken and the benc
 - *old leader after switch*: connections the old leader accepted (its own record) that were
   opened after the first answer from the new leader. Must be 0;
 - *behind kube-proxy's rate limit*: trials where kube-proxy began the sync that carried our
-  change more than 100 ms after the slice changed (read from kube-proxy's own log): it held the
-  change back because it had synced less than minSyncPeriod before (its periodic sync, every
-  syncPeriod of 30 s, or one for another change). On a quiet cluster that is luck, about 1 s
-  in 30; on a busy one it is the rule.
+  change (the last one to begin before the first answer from the new pod, read from
+  kube-proxy's own log) more than 100 ms after the slice changed: it held the change back
+  because it had synced less than minSyncPeriod before (its periodic sync, every syncPeriod of
+  30 s, or one for another change). On a quiet cluster that is luck, about 1 s in 30; on a
+  busy one it is the rule.
 
 Scenarios: a hung leader (HTTP probe, default settings; and on a quiet cluster once more with
 ``zen-lead.io/probe-detector: phi``) and a deleted leader, each on a quiet cluster (trials 1.5 s
@@ -61,8 +62,6 @@ PHI_LABEL = "hang, quiet, phi detector"
 SERVICE_CIDR = "10.96.0.0/16"  # Room for every trial's Service and leader Service.
 QUIET_GAP = 1.5
 """Seconds between trials: more than kube-proxy's minSyncPeriod (1 s)."""
-WATCH_SKEW_SECONDS = 0.05
-"""How much earlier than our watch kube-proxy's may see a slice change."""
 HELD_SECONDS = 0.1
 """A sync that began this long after the change means kube-proxy held the change back."""
 AFTER = 25
@@ -122,6 +121,7 @@ def run_trial(api: Any, watcher: common.SliceWatcher, trial: Trial, how: str) ->
         "client": answered - start,
         "slice_to_client": answered - switched,
         "switched_wall": switched + time.time() - time.monotonic(),
+        "answered_wall": answered + time.time() - time.monotonic(),
         "failed": sum(1 for a in attempts if start <= a.at <= first.at and a.error),
         # Ports get reused: only connections the old pod accepted after the switch count.
         "old_after": sum(1 for at, _, port in old.accepted if at > first.at and port in ports),
@@ -314,15 +314,14 @@ def sync_starts(log: str) -> list[float]:
 def mark_rate_limited(results: dict[str, list[dict[str, float]]], starts: list[float]) -> None:
     """Mark each trial whose change kube-proxy did not begin to sync at once.
 
-    kube-proxy's watch and ours see the slice change within milliseconds of each other, and an
-    idle kube-proxy starts syncing at once; the first sync starting after the change (less a
-    small allowance for our watch seeing it later) is the one that carried it.
+    The sync that carried the change is the last one that began before a client was first
+    answered by the new pod (the answer needs the rules that sync wrote). An idle kube-proxy
+    begins it within milliseconds of the change; one that began later held the change back.
     """
     for rows in results.values():
         for row in rows:
-            seen = row["switched_wall"]
-            after = [s for s in starts if s >= seen - WATCH_SKEW_SECONDS]
-            waited = after[0] - seen if after else float("inf")
+            before = [s for s in starts if s <= row["answered_wall"]]
+            waited = before[-1] - row["switched_wall"] if before else 0.0
             row["rate_limited"] = float(waited > HELD_SECONDS)
 
 
