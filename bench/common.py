@@ -35,16 +35,29 @@ class SliceWatcher:
         self.thread.start()
 
     def _run(self) -> None:
-        try:
-            self._watch()
-        except Exception:
-            if not self.stopping:
-                raise
+        """Watch until stopped; a broken watch (an API server restart) is listed again."""
+        while not self.stopping:
+            try:
+                self._watch()
+            except Exception:  # noqa: BLE001 - reconnect whatever broke the stream
+                if self.stopping:
+                    return
+                time.sleep(0.5)  # Back off before listing again.
 
     def _watch(self) -> None:
         discovery = client.DiscoveryV1Api(self.api)
         listed = discovery.list_namespaced_endpoint_slice(self.namespace)
         rv = listed.metadata.resource_version
+        now = time.monotonic()
+        with self.lock:  # After a broken watch, the list shows what changed meanwhile.
+            for item in listed.items:
+                first = (item.endpoints or [None])[0]
+                ref = first.target_ref.name if first is not None and first.target_ref else None
+                ports = ",".join(str(p.port) for p in item.ports or [])
+                seen = self.seen.setdefault(item.metadata.name, [])
+                if not seen or seen[-1][1:] != (ref, ports):
+                    seen.append((now, ref, ports))
+            self.lock.notify_all()
         while not self.stopping:
             resp = discovery.list_namespaced_endpoint_slice(
                 self.namespace,
