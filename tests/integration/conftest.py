@@ -18,6 +18,7 @@ import pytest
 from kubernetes import client
 
 from probes import testing
+from tests.integration import kubehelp
 from zenlead import settings
 from zenlead.kube import client as kube_client
 from zenlead.testing import controlplane, netns, pods, running
@@ -144,3 +145,16 @@ def pod_network() -> Iterator[testing.PodNetwork]:
 def subnet() -> int:
     """Return a third octet no other test in this session uses (fresh pod IPs per test)."""
     return next(_SUBNETS) % 250 + 1
+
+
+@pytest.fixture
+def pods3(
+    make_pod: Callable[..., Any], pod_network: testing.PodNetwork, subnet: int
+) -> list[testing.FakePod]:
+    """Three running, Ready pods web-0..2 with live fake servers on their IPs (web-0 oldest)."""
+    fakes = []
+    for i in range(3):
+        ip = f"10.244.{subnet}.{10 + i}"
+        fakes.append(pod_network.add(ip))
+        make_pod(f"web-{i}", ip=ip, labels=kubehelp.APP, ports={"http": 8080, "grpc": 9090})
+    return fakes

@@ -16,7 +16,6 @@ import pytest
 
 from tests import helpers
 from tests.integration import kubehelp
-from tests.integration.kubehelp import APP
 from zenlead.testing import dataplane, pods
 
 if TYPE_CHECKING:
@@ -51,19 +50,6 @@ def kube_proxy(
         yield kp
 
 
-@pytest.fixture
-def web(
-    make_pod: Callable[..., Any], pod_network: testing.PodNetwork, subnet: int
-) -> list[testing.FakePod]:
-    """Three running, Ready pods web-0..2 with live fake servers on their IPs (web-0 oldest)."""
-    fakes = []
-    for i in range(3):
-        ip = f"10.244.{subnet}.{10 + i}"
-        fakes.append(pod_network.add(ip))
-        make_pod(f"web-{i}", ip=ip, labels=APP, ports={"http": 8080, "grpc": 9090})
-    return fakes
-
-
 def _break(
     how: str, *, api: Any, core: client.CoreV1Api, namespace: str, fake: Any, network: Any
 ) -> None:
@@ -94,7 +80,7 @@ def test_clients_follow_the_leader(
     core: client.CoreV1Api,
     api: Any,
     namespace: str,
-    web: list[testing.FakePod],
+    pods3: list[testing.FakePod],
     pod_network: testing.PodNetwork,
     start_controller: Start,
     how: str,
@@ -105,7 +91,7 @@ def test_clients_follow_the_leader(
     start_controller()
     kubehelp.wait_leader(api, namespace, "web-0")
     ip = core.read_namespaced_service("web-leader", namespace).spec.cluster_ip
-    old, new = web[0], web[1]
+    old, new = pods3[0], pods3[1]
     with dataplane.Client(ip, 80) as clients:
         helpers.poll(
             lambda: any(a.pod == old.ip for a in clients.attempts()),
@@ -139,13 +125,13 @@ def test_headless_leader_publishes_only_the_leader(
     core: client.CoreV1Api,
     api: Any,
     namespace: str,
-    web: list[testing.FakePod],
+    pods3: list[testing.FakePod],
     start_controller: Start,
 ) -> None:
     """A headless leader Service's slice holds exactly the leader: what DNS would answer."""
     kubehelp.make_service(core, namespace, spec={"clusterIP": "None"})
     start_controller()
-    for leader, fake in (("web-0", web[0]), ("web-1", web[1])):
+    for leader, fake in (("web-0", pods3[0]), ("web-1", pods3[1])):
         found = kubehelp.wait_leader(api, namespace, leader)
         ready = [
             address
@@ -159,7 +145,7 @@ def test_headless_leader_publishes_only_the_leader(
     assert core.read_namespaced_service("web-leader", namespace).spec.cluster_ip == "None"
 
 
-@pytest.mark.usefixtures("web")
+@pytest.mark.usefixtures("pods3")
 def test_kube_proxy_measures_from_the_trigger_time(
     core: client.CoreV1Api,
     api: Any,
@@ -195,7 +181,7 @@ def test_established_connections_stay_on_the_old_leader(
     core: client.CoreV1Api,
     api: Any,
     namespace: str,
-    web: list[testing.FakePod],
+    pods3: list[testing.FakePod],
     start_controller: Start,
 ) -> None:
     """kube-proxy never moves an open connection: a keep-alive client stays on the old leader.
@@ -209,15 +195,15 @@ def test_established_connections_stay_on_the_old_leader(
     ip = core.read_namespaced_service("web-leader", namespace).spec.cluster_ip
     kept = helpers.poll(lambda: _connect(ip), timeout=15, what="a connection to the leader")
     try:
-        assert _ask(kept) == web[0].ip
-        pods.mark_running(api, namespace, "web-0", ip=web[0].ip, ready=False)
+        assert _ask(kept) == pods3[0].ip
+        pods.mark_running(api, namespace, "web-0", ip=pods3[0].ip, ready=False)
         kubehelp.wait_leader(api, namespace, "web-1")
         helpers.poll(
-            lambda: _ask_once(ip) == web[1].ip,
+            lambda: _ask_once(ip) == pods3[1].ip,
             timeout=10,
             what="a new connection answered by web-1",
         )
-        assert _ask(kept) == web[0].ip, "the established connection moved"
+        assert _ask(kept) == pods3[0].ip, "the established connection moved"
     finally:
         kept.close()
 

@@ -10,7 +10,6 @@ import pytest
 
 from tests import helpers
 from tests.integration import kubehelp
-from tests.integration.kubehelp import APP
 from zenlead import cli, probeconfig
 
 if TYPE_CHECKING:
@@ -34,19 +33,6 @@ HTTP = {"zen-lead.io/probe": "http", "zen-lead.io/probe-path": "/healthz"} | FAS
 
 def _annotations(extra: dict[str, str]) -> dict[str, str]:
     return kubehelp.ENABLED | extra
-
-
-@pytest.fixture
-def pods3(
-    make_pod: Callable[..., Any], pod_network: testing.PodNetwork, subnet: int
-) -> list[testing.FakePod]:
-    """Three running, Ready pods web-0..2 with live fake servers on their IPs (web-0 oldest)."""
-    fakes = []
-    for i in range(3):
-        ip = f"10.244.{subnet}.{10 + i}"
-        fakes.append(pod_network.add(ip))
-        make_pod(f"web-{i}", ip=ip, labels=APP, ports={"http": 8080, "grpc": 9090})
-    return fakes
 
 
 def _probe_states(core: client.CoreV1Api, namespace: str) -> dict[str, str]:
