@@ -6,6 +6,12 @@ controller's ``GetPodServiceMemberships``) and hands their keys to `enqueue`; th
 reads the state itself. When a pod that currently leads a Service stops qualifying (deleted,
 terminating, not Ready, no IP, not Running), the moment the watch event arrived is recorded in
 `FailureClock`: that is where ``zen_lead_failover_latency_seconds`` starts.
+
+Every lookup goes through the stores' indexes (`new_cache` declares them), never through a scan
+of a namespace, so the work per event is proportional to what the event touches (the pod's
+Services, the Service's pods), not to how many objects share the namespace: a pod event finds
+the sources whose selector shares a label pair with the pod, then checks their whole selector;
+a Service's pods are those that carry every pair of its selector.
 """
 
 from __future__ import annotations
@@ -15,15 +21,40 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from zenlead import model, objects, svcconfig
+from zenlead.kube import store
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
 
-    from zenlead.kube import store
-
-__all__ = ("PROBE_FAILED", "Cache", "FailureClock", "Mapper", "is_source", "selects")
+__all__ = (
+    "PROBE_FAILED",
+    "Cache",
+    "FailureClock",
+    "Mapper",
+    "is_source",
+    "new_cache",
+    "object_key",
+    "selected_pods",
+    "selects",
+    "source_count",
+    "sources_selecting",
+)
 
 PROBE_FAILED = "probe_failed"
+
+# Index names (see `new_cache`).
+SELECTOR = "selector"
+"""Services: each source under every ``key=value`` pair of its selector."""
+LEADER_NAME = "leader-name"
+"""Services: each source under the name of the leader Service it wants."""
+SOURCES = "sources"
+"""Services: every source, under the empty value (a count per namespace)."""
+SOURCE = "source"
+"""Services and slices: objects labelled as made for a source, under that source's name."""
+LABELS = "labels"
+"""Pods: each pod under every ``key=value`` pair of its labels."""
+LEADER = "leader"
+"""Slices: each slice under the UID of the pod it points at."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +120,94 @@ class FailureClock:
             return self._first.pop(key, None)
 
 
+def object_key(obj: Any) -> tuple[str, str]:
+    """Return (namespace, name) of a pod or a raw object."""
+    if isinstance(obj, model.Pod):
+        return obj.namespace, obj.name
+    meta = obj["metadata"]
+    return meta.get("namespace", ""), meta["name"]
+
+
+def new_cache(on_lookup: Callable[[str, bool], None] | None = None) -> Cache:
+    """Return empty stores with the indexes the mapping and the reconciler use.
+
+    `on_lookup(resource, hit)` (optional) hears about every `get`.
+    """
+
+    def lookup(resource: str) -> Callable[[bool], None] | None:
+        return None if on_lookup is None else lambda hit: on_lookup(resource, hit)
+
+    return Cache(
+        store.Store(
+            object_key,
+            on_lookup=lookup("services"),
+            indexers={
+                SELECTOR: _selector_pairs,
+                LEADER_NAME: _leader_names,
+                SOURCES: _source_marks,
+                SOURCE: _made_for,
+            },
+        ),
+        store.Store(object_key, on_lookup=lookup("pods"), indexers={LABELS: _label_pairs}),
+        store.Store(
+            object_key,
+            on_lookup=lookup("endpointslices"),
+            indexers={SOURCE: _made_for, LEADER: _leader_uids},
+        ),
+    )
+
+
+def _pairs(labels: Mapping[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in labels.items()]
+
+
+def _selector_pairs(svc: dict[str, Any]) -> Iterable[str]:
+    return _pairs((svc.get("spec") or {}).get("selector") or {}) if is_source(svc) else ()
+
+
+def _leader_names(svc: dict[str, Any]) -> Iterable[str]:
+    return (_leader_name(svc),) if is_source(svc) else ()
+
+
+def _source_marks(svc: dict[str, Any]) -> Iterable[str]:
+    return ("",) if is_source(svc) else ()
+
+
+def _made_for(obj: dict[str, Any]) -> Iterable[str]:
+    source = ((obj.get("metadata") or {}).get("labels") or {}).get(model.LABEL_SOURCE)
+    return (source,) if source else ()
+
+
+def _label_pairs(pod: model.Pod) -> Iterable[str]:
+    return _pairs(pod.labels)
+
+
+def _leader_uids(slice_obj: dict[str, Any]) -> Iterable[str]:
+    uid = objects.leader_uid_of(slice_obj)
+    return (uid,) if uid else ()
+
+
+def selected_pods(cache: Cache, source: Mapping[str, Any]) -> list[model.Pod]:
+    """Return the pods `source`'s (non-empty) selector matches, through the label index."""
+    selector = (source.get("spec") or {}).get("selector") or {}
+    namespace = source["metadata"].get("namespace", "")
+    candidates = cache.pods.find_all(LABELS, namespace, _pairs(selector)) if selector else []
+    return [p for p in candidates if selects(source, p.labels)]
+
+
+def sources_selecting(
+    cache: Cache, namespace: str, labels: Mapping[str, str]
+) -> list[dict[str, Any]]:
+    """Return the sources of `namespace` whose selector matches `labels`."""
+    candidates = cache.services.find_any(SELECTOR, namespace, _pairs(labels))
+    return [s for s in candidates if is_source(s) and selects(s, labels)]
+
+
+def source_count(cache: Cache, namespace: str) -> int:
+    """Return how many sources `namespace` holds."""
+    return cache.services.index_count(SOURCES, namespace, "")
+
+
 def is_source(svc: Mapping[str, Any]) -> bool:
     """Return True if `svc` opts in and is not itself a Service zen-lead made."""
     meta = svc.get("metadata") or {}
@@ -148,9 +267,8 @@ class Mapper:
         if source:
             self._enqueue(model.ServiceKey(namespace, source), "service")
         # A Service whose name a source wants for its leader: a conflict that may have cleared.
-        for svc in self._cache.services.values(namespace):
-            if is_source(svc) and _leader_name(svc) == name:
-                self._enqueue(model.ServiceKey(namespace, svc["metadata"]["name"]), "service")
+        for svc in self._cache.services.find_any(LEADER_NAME, namespace, (name,)):
+            self._enqueue(model.ServiceKey(namespace, svc["metadata"]["name"]), "service")
 
     def before_pod(self, old: model.Pod | None, new: model.Pod | None, seen_at: float) -> None:
         """Note a leader failing or recovering, before the cache shows the change to anyone."""
@@ -163,11 +281,14 @@ class Mapper:
         pod = new or old
         if pod is None:
             return
-        for svc in self._cache.services.values(pod.namespace):
-            if not is_source(svc):
-                continue
-            if any(p is not None and selects(svc, p.labels) for p in (old, new)):
-                self._enqueue(model.ServiceKey(pod.namespace, svc["metadata"]["name"]), "pod")
+        names = {
+            svc["metadata"]["name"]
+            for p in (old, new)
+            if p is not None
+            for svc in sources_selecting(self._cache, pod.namespace, p.labels)
+        }
+        for name in sorted(names):
+            self._enqueue(model.ServiceKey(pod.namespace, name), "pod")
 
     def on_slice(
         self, old: dict[str, Any] | None, new: dict[str, Any] | None, _seen_at: float
@@ -183,9 +304,7 @@ class Mapper:
 
     def _note_leader_state(self, pod: model.Pod, reason: str | None, seen_at: float) -> None:
         """Open (or, when `reason` is None, close) the failure of each Service `pod` leads."""
-        for slice_obj in self._cache.slices.values(pod.namespace):
-            if objects.leader_uid_of(slice_obj) != pod.uid:
-                continue
+        for slice_obj in self._cache.slices.find_any(LEADER, pod.namespace, (pod.uid,)):
             source = (slice_obj["metadata"].get("labels") or {}).get(model.LABEL_SOURCE)
             if not source:
                 continue
@@ -198,10 +317,8 @@ class Mapper:
 
 def leads(cache: Cache, key: model.ServiceKey, pod_uid: str) -> bool:
     """Return True if our slice for Service `key` points at pod `pod_uid`."""
-    for slice_obj in cache.slices.values(key.namespace):
-        labels = slice_obj["metadata"].get("labels") or {}
-        if labels.get(model.LABEL_SOURCE) == key.name:
-            return objects.leader_uid_of(slice_obj) == pod_uid
+    for slice_obj in cache.slices.find_any(SOURCE, key.namespace, (key.name,)):
+        return objects.leader_uid_of(slice_obj) == pod_uid
     return False
 
 

@@ -12,21 +12,31 @@ not allowed to take it back. Without this, a list taken just before our create (
 after it) drops the new slice from the cache, and the next reconcile's create fails with
 AlreadyExists: a false conflict. Versions are compared as integers (etcd revisions); an object
 whose resourceVersion is not a number is never pinned.
+
+Indexes (client-go's Indexer): each named indexer maps an object to the index values it files
+under (a pod's label pairs, a slice's source Service, ...), and the store keeps, per namespace
+and value, the names of the objects filed there, updated by every write under the same lock.
+`find_any` and `find_all` answer "which objects carry one / all of these values" in time
+proportional to the answer, not to the namespace, which is what lets a pod event find the
+Services that select it among thousands. An indexer that raises files the object nowhere
+(logged): a broken object must not break the store.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Mapping
 
 __all__ = ("Store",)
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 PIN_SECONDS = 300.0
 """A pin the informer never confirms (a lost watch event) is dropped after this long."""
@@ -58,16 +68,20 @@ class Store(Generic[T]):
         key: Callable[[T], tuple[str, str]],
         *,
         on_lookup: Callable[[bool], None] | None = None,
+        indexers: Mapping[str, Callable[[T], Iterable[str]]] | None = None,
     ) -> None:
         """Create an empty store; `key` extracts (namespace, name) from an object.
 
         `on_lookup(hit)` (optional) hears about every `get`, for cache hit/miss metrics.
+        `indexers` (optional): index name -> the values an object is filed under.
         """
         self._key = key
         self._lock = threading.Lock()
         self._by_ns: dict[str, dict[str, T]] = {}
         self._on_lookup = on_lookup
         self._pins: dict[tuple[str, str], _Pin] = {}
+        self._indexers = dict(indexers or {})
+        self._index: dict[str, dict[tuple[str, str], set[str]]] = {n: {} for n in self._indexers}
 
     def get(self, namespace: str, name: str) -> T | None:
         """Return the object, or None."""
@@ -103,12 +117,70 @@ class Store(Generic[T]):
             bucket = self._by_ns.setdefault(namespace, {})
             old = bucket.get(name)
             bucket[name] = obj
+            self._refile(namespace, name, old, obj)
             return old
 
     def remove(self, namespace: str, name: str) -> T | None:
         """Drop the object; return it, or None if it was not stored."""
         with self._lock:
-            return self._by_ns.get(namespace, {}).pop(name, None)
+            old = self._by_ns.get(namespace, {}).pop(name, None)
+            self._refile(namespace, name, old, None)
+            return old
+
+    def find_any(self, index: str, namespace: str, values: Iterable[str]) -> list[T]:
+        """Return the objects of `namespace` filed under at least one of `values` in `index`."""
+        with self._lock:
+            table = self._index[index]
+            found: set[str] = set()
+            for value in values:
+                found |= table.get((namespace, value), set())
+            return self._objects(namespace, found)
+
+    def find_all(self, index: str, namespace: str, values: Iterable[str]) -> list[T]:
+        """Return the objects of `namespace` filed under every one of `values` (none: none)."""
+        with self._lock:
+            table = self._index[index]
+            sets = [table.get((namespace, value), set()) for value in values]
+            if not sets:
+                return []
+            smallest = min(sets, key=len)
+            return self._objects(namespace, {n for n in smallest if all(n in s for s in sets)})
+
+    def index_count(self, index: str, namespace: str, value: str) -> int:
+        """Return how many objects of `namespace` are filed under `value` in `index`."""
+        with self._lock:
+            return len(self._index[index].get((namespace, value), ()))
+
+    def _objects(self, namespace: str, found: Iterable[str]) -> list[T]:
+        bucket = self._by_ns.get(namespace, {})
+        return [bucket[name] for name in sorted(found) if name in bucket]
+
+    def _refile(self, namespace: str, name: str, old: T | None, new: T | None) -> None:
+        """Move `name` from `old`'s index values to `new`'s (lock held)."""
+        if old is new or not self._indexers:
+            return
+        for index, indexer in self._indexers.items():
+            table = self._index[index]
+            before = self._values(indexer, old)
+            after = self._values(indexer, new)
+            for value in before - after:
+                names = table.get((namespace, value))
+                if names is not None:
+                    names.discard(name)
+                    if not names:
+                        del table[namespace, value]
+            for value in after - before:
+                table.setdefault((namespace, value), set()).add(name)
+
+    @staticmethod
+    def _values(indexer: Callable[[T], Iterable[str]], obj: T | None) -> set[str]:
+        if obj is None:
+            return set()
+        try:
+            return set(indexer(obj))
+        except Exception:
+            log.exception("indexer failed; the object is filed nowhere")
+            return set()
 
     def replace(
         self, objs: Iterable[T], *, scope: str | None, version: str | None = None
@@ -132,6 +204,10 @@ class Store(Generic[T]):
                 self._keep_pinned(ns, before, after, listed)
                 changes += [(before[n], None) for n in before if n not in after]
                 changes += [(before.get(n), o) for n, o in after.items() if before.get(n) != o]
+                for name in before.keys() | after.keys():
+                    old, new = before.get(name), after.get(name)
+                    if old != new:  # Equal objects file under equal values: nothing to move.
+                        self._refile(ns, name, old, new)
                 self._by_ns[ns] = after
         return changes
 
@@ -148,6 +224,7 @@ class Store(Generic[T]):
             held_uid, held_version = _meta(bucket.get(name))
             if version is not None and held_uid == uid and (held_version or -1) >= version:
                 return
+            self._refile(namespace, name, bucket.get(name), obj)
             bucket[name] = obj
             if version is not None:
                 self._pins[namespace, name] = _Pin(uid, version, time.monotonic())
@@ -155,7 +232,8 @@ class Store(Generic[T]):
     def pin_deleted(self, namespace: str, name: str, uid: str) -> None:
         """Drop the object we deleted; older versions of it may not come back."""
         with self._lock:
-            self._by_ns.get(namespace, {}).pop(name, None)
+            old = self._by_ns.get(namespace, {}).pop(name, None)
+            self._refile(namespace, name, old, None)
             self._pins[namespace, name] = _Pin(uid, None, time.monotonic())
 
     def admit(self, obj: Any, *, deleted: bool) -> bool:
