@@ -40,6 +40,7 @@ from zenlead import (
     mapping,
     metrics,
     model,
+    probehost,
     probing,
     reconciler,
     recorder,
@@ -48,7 +49,7 @@ from zenlead import (
     tracing,
     workqueue,
 )
-from zenlead.kube import api, client, informers, lanes, store
+from zenlead.kube import api, client, informers, lanes
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -74,13 +75,6 @@ def _strip(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def _key(obj: Any) -> tuple[str, str]:
-    if isinstance(obj, model.Pod):
-        return obj.namespace, obj.name
-    meta = obj["metadata"]
-    return meta.get("namespace", ""), meta["name"]
-
-
 def _cancelling() -> bool:
     task = asyncio.current_task()
     return task is not None and task.cancelling() > 0
@@ -95,12 +89,7 @@ class Controller:
         self.metrics = metrics.Metrics()
         self._api_client = api_client
         self.identity = f"{socket.gethostname()}_{uuid.uuid4().hex[:8]}"
-        lookup = self.metrics.cache_lookup
-        self.cache = mapping.Cache(
-            store.Store(_key, on_lookup=functools.partial(lookup, "services")),
-            store.Store(_key, on_lookup=functools.partial(lookup, "pods")),
-            store.Store(_key, on_lookup=functools.partial(lookup, "endpointslices")),
-        )
+        self.cache = mapping.new_cache(self.metrics.cache_lookup)
         self.metrics.watch_store("services", self.cache.services)
         self.metrics.watch_store("pods", self.cache.pods)
         self.metrics.watch_store("endpointslices", self.cache.slices)
@@ -110,7 +99,7 @@ class Controller:
         self.triggers: dict[model.ServiceKey, tracing.Trigger] = {}
         self.informers: list[informers.Informer[Any]] = []
         self.elector: election.Elector | None = None
-        self.pool: probing.Pool | None = None
+        self.pool: probing.Pool | probehost.RemotePool | None = None
         self.policy: retries.Policy[model.ServiceKey] = retries.Policy(
             namespace_of=lambda key: key.namespace,
             park_after_seconds=settings.dead_letter_after_seconds,
@@ -170,11 +159,7 @@ class Controller:
         self.informers = self._informers(kube, self._mapper(work))
         self.metrics.watch_informers(list(self.informers))
         events = recorder.Recorder(calls, metrics_=self.metrics, instance=self.identity)
-        self.pool = probing.Pool(
-            on_change=functools.partial(self._probe_changed, work),
-            metrics_=self.metrics,
-            max_in_flight=s.max_probes_in_flight,
-        )
+        self.pool = self._prober(functools.partial(self._probe_changed, work))
         rec = reconciler.Reconciler(
             cache=self.cache,
             client=calls,
@@ -241,6 +226,20 @@ class Controller:
                 log.debug("event loop gone; dropping %s", key)
 
         return mapping.Mapper(self.cache, self.failures, enqueue)
+
+    def _prober(self, on_change: probing.Observer) -> probing.Pool | probehost.RemotePool:
+        s = self.settings
+        if s.prober_process:
+            return probehost.RemotePool(
+                on_change=on_change,
+                metrics_=self.metrics,
+                max_in_flight=s.max_probes_in_flight,
+                log_level=s.log_level,
+                log_format=s.log_format,
+            )
+        return probing.Pool(
+            on_change=on_change, metrics_=self.metrics, max_in_flight=s.max_probes_in_flight
+        )
 
     async def _supervised(self, task: str, run: Callable[[], Awaitable[None]]) -> None:
         """Run `run` for ever: when it ends or raises, log, count and restart it with backoff."""
@@ -416,7 +415,7 @@ class Controller:
                 self.metrics.is_leader.set(1)
             for svc in self.cache.services.values():
                 if mapping.is_source(svc):
-                    work.add(model.ServiceKey(*_key(svc)))
+                    work.add(model.ServiceKey(*mapping.object_key(svc)))
             async with anyio.create_task_group() as workers:
                 for _ in range(s.max_concurrent_reconciles):
                     workers.start_soon(self._supervised, "workers", lambda: self._work(work, rec))

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import prometheus_client
 from prometheus_client import core as prom_core
@@ -28,7 +28,7 @@ from prometheus_client import core as prom_core
 import zenlead
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from zenlead import model
 
@@ -163,6 +163,32 @@ class _InformerCollector:
             failures.add_metric(values, informer.failures)
             handler.add_metric(values, informer.handler_errors)
         yield from (stale, relists, failures, handler)
+
+
+PROBER_METRICS = (
+    "probes",
+    "probe_duration",
+    "probe_targets",
+    "probe_suspicions",
+    "probe_loop_restarts",
+)
+"""The `Metrics` attributes the prober pool writes (another process's, when it runs apart)."""
+
+
+class _ProberCollector:
+    """Serves the probe metric families reported by the prober process."""
+
+    def __init__(self, families: Callable[[], list[Any] | None], local: list[Any]) -> None:
+        self.families = families
+        self.local = local
+
+    def collect(self) -> Iterator[Any]:
+        reported = self.families()
+        if reported is None:  # Not reported yet: this process's own (zero) series.
+            for metric in self.local:
+                yield from metric.collect()
+        else:
+            yield from reported
 
 
 class Metrics:
@@ -387,6 +413,13 @@ class Metrics:
     ) -> None:
         """Record one API call (the `kube.api.CallObserver` protocol)."""
         self.api_calls.labels(f"{operation}_{resource}", result).observe(seconds)
+
+    def serve_prober_families(self, families: Callable[[], list[Any] | None]) -> None:
+        """Serve the `PROBER_METRICS` from `families()` (a prober process's latest report)."""
+        local = [getattr(self, name) for name in PROBER_METRICS]
+        for metric in local:
+            self.registry.unregister(metric)
+        self.registry.register(_ProberCollector(families, local))
 
     def watch_informers(self, informers: list[WatchedInformer]) -> None:
         """Report the health of `informers` (staleness, relists, failures)."""

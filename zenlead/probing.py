@@ -44,7 +44,7 @@ import dataclasses
 import logging
 import random
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
@@ -53,10 +53,13 @@ from zenlead import phi, tracing
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+    from typing import TypeAlias
 
     from zenlead import metrics, model, probeconfig
 
-__all__ = ("DOWN", "UNKNOWN", "UP", "Health", "Pool", "ProbeTarget")
+    Observer: TypeAlias = Callable[[model.ServiceKey, str, "Health", "Health"], None]
+
+__all__ = ("DOWN", "UNKNOWN", "UP", "Health", "Pool", "ProbeTarget", "Prober", "restarts")
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +87,20 @@ class ProbeTarget:
     ip: str
     port: int
     leader: bool
+
+
+def restarts(
+    old: ProbeTarget,
+    old_config: probeconfig.ProbeConfig,
+    new: ProbeTarget,
+    new_config: probeconfig.ProbeConfig,
+) -> bool:
+    """Tell whether a target changing from `old` to `new` starts afresh (verdict reset).
+
+    A new address or a new probe is a different check: nothing learnt about the old one holds.
+    A change of role (leader or candidate) keeps the verdict.
+    """
+    return old.ip != new.ip or old.port != new.port or old_config != new_config
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -196,19 +213,49 @@ def _budget(entry: _Entry, rule: _PhiRule | None, start: float) -> float:
     return min(budget, timeout)
 
 
+class Prober(Protocol):
+    """What the reconciler needs of a prober pool, in this process (`Pool`) or another."""
+
+    def ensure(
+        self,
+        key: model.ServiceKey,
+        config: probeconfig.ProbeConfig,
+        targets: Mapping[str, ProbeTarget],
+    ) -> None:
+        """Probe exactly `targets` (pod UID -> target) for `key` with `config`."""
+
+    def refresh(self, key: model.ServiceKey, uids: set[str]) -> None:
+        """Probe `uids` of `key` now and report their next result even if unchanged."""
+
+    def forget(self, key: model.ServiceKey) -> None:
+        """Stop probing every pod of `key`."""
+
+    def forget_all(self) -> None:
+        """Stop every probe."""
+
+    def health(self, key: model.ServiceKey) -> dict[str, Health]:
+        """Return the current verdict of each probed pod of `key`."""
+
+
 class Pool:
     """Probe loops for every target of every Service with a probe configured."""
 
     def __init__(
         self,
         *,
-        on_change: Callable[[model.ServiceKey, str, Health, Health], None],
+        on_change: Observer,
         metrics_: metrics.Metrics,
         max_in_flight: int = 256,
         probers: Mapping[str, probes.ProberFactory] | None = None,
+        on_health: Observer | None = None,
     ) -> None:
-        """Call `on_change(key, pod_uid, old, new)` on verdict changes; cap probes in flight."""
+        """Call `on_change(key, pod_uid, old, new)` on verdict changes; cap probes in flight.
+
+        `on_health` (optional) hears every new `Health`, changed verdict or not, before
+        `on_change` does: a pool in another process mirrors verdicts through it.
+        """
         self._on_change = on_change
+        self._on_health = on_health
         self._metrics = metrics_
         self._limiter = anyio.CapacityLimiter(max_in_flight)
         self._probers = probers if probers is not None else probes.PROBERS
@@ -237,18 +284,18 @@ class Pool:
         key: model.ServiceKey,
         config: probeconfig.ProbeConfig,
         targets: Mapping[str, ProbeTarget],
+        *,
+        seed: Mapping[str, Health] | None = None,
     ) -> None:
-        """Probe exactly `targets` (pod UID -> target) for `key` with `config`."""
+        """Probe exactly `targets` (pod UID -> target) for `key` with `config`.
+
+        `seed` gives new targets a verdict to start from (a restarted prober process resumes).
+        """
         current = self._entries.setdefault(key, {})
         for uid in list(current):
             entry = current[uid]
             wanted = targets.get(uid)
-            if (
-                wanted is None
-                or wanted.ip != entry.target.ip
-                or wanted.port != entry.target.port
-                or entry.config != config
-            ):
+            if wanted is None or restarts(entry.target, entry.config, wanted, config):
                 _stop(entry)
                 del current[uid]
             else:
@@ -257,7 +304,7 @@ class Pool:
                 entry.target = wanted
         for uid, target in targets.items():
             if uid not in current:
-                entry = _Entry(key, uid, target, config)
+                entry = _Entry(key, uid, target, config, (seed or {}).get(uid, Health()))
                 current[uid] = entry
                 self._start(entry)
         if not current:
@@ -412,9 +459,7 @@ class Pool:
             if status == entry.last_push:
                 return  # A pod repeating its status costs nothing (nor can it flood us).
             entry.last_push = status
-        old = entry.health
-        entry.health = judge(old, result, entry.config, time.monotonic(), silent=silent)
-        self._settle_suspicion(entry, old)
+        old = self._judge(entry, result, silent=silent)
         if not result.ok and old.failures == 0:
             log.info(
                 "probe %s %s/%s: failed (%s)",
@@ -450,6 +495,15 @@ class Pool:
                 entry.notify = True  # The change was not delivered: report the next result.
                 raise
 
+    def _judge(self, entry: _Entry, result: probes.ProbeResult, *, silent: bool) -> Health:
+        """Apply `result` to `entry`'s verdict; tell `on_health`; return the verdict before."""
+        old = entry.health
+        entry.health = judge(old, result, entry.config, time.monotonic(), silent=silent)
+        self._settle_suspicion(entry, old)
+        if self._on_health is not None:
+            self._on_health(entry.key, entry.uid, old, entry.health)
+        return old
+
     def _settle_suspicion(self, entry: _Entry, old: Health) -> None:
         """Count how a phi suspicion ended: the pod answered, or it was found down."""
         if not entry.suspected:
@@ -469,15 +523,15 @@ class Pool:
             return config.fast_interval_seconds
         if entry.target.leader:
             return config.interval_seconds
-        if self._leader_failing(entry):
+        if self.leader_failing(entry.key):
             # The leader may be about to go: find a proven successor at the fast pace instead
             # of a candidate interval later (a role swap's new primary must pass `rise` times).
             return config.fast_interval_seconds
         return config.candidate_interval_seconds
 
-    def _leader_failing(self, entry: _Entry) -> bool:
-        """Tell whether `entry`'s Service has a leader failing for less than `_CHASE_SECONDS`."""
-        for other in self._entries.get(entry.key, {}).values():
+    def leader_failing(self, key: model.ServiceKey) -> bool:
+        """Tell whether `key`'s leader has been failing for less than `_CHASE_SECONDS`."""
+        for other in self._entries.get(key, {}).values():
             if other.target.leader and other.health.failures:
                 first = other.health.first_failure_at
                 return first is not None and time.monotonic() - first < _CHASE_SECONDS

@@ -62,7 +62,7 @@ class Reconciler:
         metrics_: metrics.Metrics,
         failures: mapping.FailureClock,
         max_services_per_namespace: int = 1000,
-        pool: probing.Pool | None = None,
+        pool: probing.Prober | None = None,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -123,11 +123,7 @@ class Reconciler:
             return None
         await self._remove_stale(key, keep=config.leader_service_name)
         with tracing.span("cache.read", namespace=key.namespace):
-            pods = [
-                p
-                for p in self.cache.pods.values(key.namespace)
-                if mapping.selects(source, p.labels)
-            ]
+            pods = mapping.selected_pods(self.cache, source)
             slice_obj = self._our_slice(key, config.leader_service_name)
         current_uid = objects.leader_uid_of(slice_obj)
         probe = self._probe_view(key, source, pods, current_uid)
@@ -282,12 +278,14 @@ class Reconciler:
 
     def _within_limit(self, source: Mapping[str, Any]) -> bool:
         meta = source["metadata"]
+        count = mapping.source_count(self.cache, meta["namespace"])
+        self._report_managed(meta["namespace"], count)
+        if count <= self.max_services:
+            return True
         sources = sorted(
             (s["metadata"].get("creationTimestamp", ""), s["metadata"]["name"])
-            for s in self.cache.services.values(meta["namespace"])
-            if mapping.is_source(s)
+            for s in self.cache.services.find_any(mapping.SOURCES, meta["namespace"], ("",))
         )
-        self._report_managed(meta["namespace"], len(sources))
         rank = sources.index((meta.get("creationTimestamp", ""), meta["name"]))
         if rank < self.max_services:
             return True
@@ -478,9 +476,7 @@ class Reconciler:
         removed = await self._remove_stale(key, keep=None)
         self._forget_probes(key)
         self.metrics.forget_service(key)
-        remaining = sum(
-            1 for s in self.cache.services.values(key.namespace) if mapping.is_source(s)
-        )
+        remaining = mapping.source_count(self.cache, key.namespace)
         self._report_managed(key.namespace, remaining)
         self.failures.pop(key)
         if source is None:
@@ -494,13 +490,13 @@ class Reconciler:
 
     async def _remove_stale(self, key: model.ServiceKey, *, keep: str | None) -> list[str]:
         removed = []
-        for svc in self.cache.services.values(key.namespace):
+        for svc in self.cache.services.find_any(mapping.SOURCE, key.namespace, (key.name,)):
             name = svc["metadata"]["name"]
             if name == keep or not objects.owns_service(svc, source_name=key.name, source_uid=None):
                 continue
             await self._delete(api.SERVICES, svc)
             removed.append(name)
-        for slice_obj in self.cache.slices.values(key.namespace):
+        for slice_obj in self.cache.slices.find_any(mapping.SOURCE, key.namespace, (key.name,)):
             name = slice_obj["metadata"]["name"]
             if name == keep or not objects.owns_slice(
                 slice_obj, source_name=key.name, leader_uid=None

@@ -116,6 +116,14 @@ FIELDS: tuple[Field, ...] = (
         _between(1, 10000),
     ),
     Field(
+        "prober_process",
+        _bool,
+        True,  # noqa: FBT003 - a default value, not a flag argument.
+        "run the prober pool in a process of its own (own event loop and GIL), so that "
+        "control-plane load (relists, reconciles, /metrics scrapes) cannot delay probes; "
+        "false probes from the controller's own event loop",
+    ),
+    Field(
         "qps",
         float,
         50.0,
@@ -228,6 +236,7 @@ class Settings:
     max_concurrent_reconciles: int = 10
     max_cache_size_per_namespace: int = 1000
     max_probes_in_flight: int = 256
+    prober_process: bool = True
     qps: float = 50.0
     burst: int = 100
     api_timeout_seconds: float = 10.0
