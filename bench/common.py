@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pathlib
@@ -92,11 +93,40 @@ class SliceWatcher:
                 self.lock.wait(left)
 
 
-def cpu_seconds(pid: int) -> float:
-    """Return user+system CPU seconds of process `pid` (from /proc)."""
-    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+def descendants(pid: int) -> list[int]:
+    """Return `pid` and its live descendants (the controller and its prober process)."""
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        for children in pathlib.Path(f"/proc/{current}/task").glob("*/children"):
+            with contextlib.suppress(OSError):
+                todo += [int(c) for c in children.read_text().split()]
+    return found
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """Return user+system CPU seconds of process `pid` alone (0 once it is gone)."""
+    try:
+        fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
     ticks = os.sysconf("SC_CLK_TCK")
     return (int(fields[11]) + int(fields[12])) / ticks
+
+
+def cpu_seconds(pid: int) -> float:
+    """Return user+system CPU seconds of process `pid` and its live descendants (from /proc)."""
+    return sum(own_cpu_seconds(p) for p in descendants(pid))
+
+
+def rss_mib(pid: int) -> float:
+    """Return the resident set size of process `pid` in MiB (0 once it is gone)."""
+    with contextlib.suppress(OSError):
+        for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
 
 
 def start_controller(

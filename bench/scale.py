@@ -71,10 +71,17 @@ def create(api: Any, ips: list[list[str]]) -> None:
 class Controller:
     """The controller process and its metrics."""
 
-    def __init__(self, kubeconfig: pathlib.Path) -> None:
-        """Start `zen-lead run` on fresh ports."""
+    def __init__(
+        self, kubeconfig: pathlib.Path, log: pathlib.Path | None = None, qps: float = 50.0
+    ) -> None:
+        """Start `zen-lead run` on fresh ports; its log (at info) goes to `log` if given."""
         self.metrics_port, self.health_port = common.free_port(), common.free_port()
-        self.proc = common.start_controller(kubeconfig, self.metrics_port, self.health_port, [])
+        self._log = log.open("ab") if log is not None else None
+        extra = ["--log-level", "info"] if log is not None else []
+        extra += ["--qps", f"{qps:g}", "--burst", f"{max(100, int(qps * 2))}"]
+        self.proc = common.start_controller(
+            kubeconfig, self.metrics_port, self.health_port, extra, log=self._log
+        )
         self.started = time.monotonic()
 
     def scrape(self) -> str:
@@ -90,17 +97,24 @@ class Controller:
         except (urllib.error.URLError, OSError):
             return False
 
-    def rss_mib(self) -> float:
-        """Return the resident set size in MiB."""
-        for line in pathlib.Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+    def pids(self) -> list[int]:
+        """Return the controller's pid, then its prober process's (if it runs one)."""
+        return common.descendants(self.proc.pid)
+
+    def rss_mib(self) -> list[float]:
+        """Return the resident set size in MiB of each process (controller, prober)."""
+        return [common.rss_mib(pid) for pid in self.pids()]
+
+    def cpu(self) -> list[float]:
+        """Return the CPU seconds of each process (controller, prober)."""
+        return [common.own_cpu_seconds(pid) for pid in self.pids()]
 
     def stop(self) -> None:
         """Stop the process."""
         self.proc.terminate()
         self.proc.wait(timeout=60)
+        if self._log is not None:
+            self._log.close()
 
 
 def counters(text: str) -> dict[str, float]:
@@ -238,7 +252,7 @@ def run_size(services: int, args: argparse.Namespace) -> dict[str, Any]:
         watcher = common.SliceWatcher(api)
         watcher.start()
         farm_cpu = common.cpu_seconds(farm_a.pid) + common.cpu_seconds(farm_b.pid)
-        ctl = Controller(plane.kubeconfig)
+        ctl = Controller(plane.kubeconfig, args.log, args.qps)
         try:
             result["converge"] = wait(lambda: routed(watcher, services), 900, "every slice")
             result["all_up"] = wait(lambda: all_up(api, services), 900, "every pod up", step=2)
@@ -269,24 +283,29 @@ def run_size(services: int, args: argparse.Namespace) -> dict[str, Any]:
             result["baseline"] = patch_baseline(api, watcher, args.deletions)
         finally:
             ctl.stop()
-        result |= _restart(plane)
+        result |= _restart(plane, args.log, args.qps)
         watcher.stopping = True
     return result
 
 
 def _steady(ctl: Controller, seconds: float) -> dict[str, Any]:
     """Measure `seconds` of steady state with scrapes every 15 s."""
-    before, cpu0 = counters(ctl.scrape()), common.cpu_seconds(ctl.proc.pid)
+    before, cpu0 = counters(ctl.scrape()), ctl.cpu()
+    converged_conflicts = before["conflicts"]
     start = time.monotonic()
     with Scraper(ctl) as scraper:
         time.sleep(seconds)  # The steady state is the measurement.
     elapsed = time.monotonic() - start
     changed = delta(before, counters(ctl.scrape()))
     durations = [d for d, _ in scraper.samples] or [float("nan")]
+    cpu1 = ctl.cpu()
+    if len(cpu1) != len(cpu0):
+        raise RuntimeError(f"controller processes changed during the steady state: {ctl.pids()}")
     return {
         "steady_seconds": elapsed,
         "steady": changed,
-        "cores": (common.cpu_seconds(ctl.proc.pid) - cpu0) / elapsed,
+        "converge_conflicts": converged_conflicts,
+        "cores": [(b - a) / elapsed for a, b in zip(cpu0, cpu1, strict=True)],
         "rss": ctl.rss_mib(),
         "scrape_max": max(durations),
         "scrape_bytes": max((b for _, b in scraper.samples), default=0),
@@ -304,9 +323,11 @@ def _relist(plane: controlplane.ControlPlane, ctl: Controller) -> dict[str, Any]
     return {"relist": changed, "relist_seconds": time.monotonic() - back}
 
 
-def _restart(plane: controlplane.ControlPlane) -> dict[str, Any]:
+def _restart(
+    plane: controlplane.ControlPlane, log: pathlib.Path | None, qps: float
+) -> dict[str, Any]:
     """Start a second controller with everything in place: time to ready, writes in 10 s."""
-    ctl = Controller(plane.kubeconfig)
+    ctl = Controller(plane.kubeconfig, log, qps)
     try:
         ready = wait(ctl.ready, 120, "readyz", step=0.1)
         remaining = ctl.started + 10 - time.monotonic()
@@ -325,6 +346,10 @@ def main() -> int:
     parser.add_argument("--hangs", type=int, default=20)
     parser.add_argument("--deletions", type=int, default=100)
     parser.add_argument("--no-docs", action="store_true", help="do not update docs/benchmarks.md")
+    parser.add_argument("--qps", type=float, default=50.0, help="the controller's --qps")
+    parser.add_argument(
+        "--log", type=pathlib.Path, help="append the controllers' logs (at info) to this file"
+    )
     args = parser.parse_args()
     if not netns.active():
         netns.reexec([sys.executable, "-m", "bench.scale", *sys.argv[1:]])
@@ -345,9 +370,10 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         ("steady state: probe timeouts (healthy pods)", lambda r: _count(r, "steady", "timeout")),
         ("steady state: probe network errors", lambda r: _count(r, "steady", "network")),
         ("steady state: API writes per minute", lambda r: _per_minute(r, "writes")),
+        ("409 Conflicts until converged", lambda r: f"{r['converge_conflicts']:.0f}"),
         ("steady state: 409 Conflicts", lambda r: _count(r, "steady", "conflicts")),
-        ("controller CPU (cores)", lambda r: f"{r['cores']:.2f}"),
-        ("controller RSS", lambda r: f"{r['rss']:.0f} MiB"),
+        ("controller CPU, cores (main + prober process)", lambda r: _split(r["cores"], "{:.2f}")),
+        ("controller RSS, MiB (main + prober process)", lambda r: _split(r["rss"], "{:.0f}")),
         ("fake pods' CPU (cores, 2 processes)", lambda r: f"{r['farm_cores']:.2f}"),
         ("/metrics scrape: largest, slowest", _scrape),
         (
@@ -365,7 +391,8 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         (
             f"Run on {platform.node()} ({os.cpu_count()} cores), Python "
             f"{platform.python_version()}, {time.strftime('%Y-%m-%d')}; `python -m bench.scale "
-            f"--sizes {args.sizes} --steady {args.steady:g}`; 3 pods per Service, HTTP probes "
+            f"--sizes {args.sizes} --steady {args.steady:g} --qps {args.qps:g}`; 3 pods per "
+            "Service, HTTP probes "
             "at default settings, one controller replica."
         ),
         "",
@@ -374,6 +401,14 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     ]
     lines += [f"| {label} | " + " | ".join(cell(r) for r in results) + " |" for label, cell in rows]
     return "\n".join(lines)
+
+
+def _split(values: list[float], fmt: str) -> str:
+    """Render the total, then each process's share: ``0.45 (0.10 + 0.35)``."""
+    total = fmt.format(sum(values))
+    if len(values) < 2:  # noqa: PLR2004 - no prober process: one figure.
+        return total
+    return f"{total} ({' + '.join(fmt.format(v) for v in values)})"
 
 
 def _rate(r: dict[str, Any], key: str) -> str:

@@ -185,6 +185,12 @@ class Cluster:
         start = time.monotonic()
 
         def routed() -> bool:
+            try:
+                return check()
+            except (urllib3.exceptions.ProtocolError, ConnectionError):
+                return False  # A pooled connection the restarted API server closed: retry.
+
+        def check() -> bool:
             qualifying: dict[str, set[str]] = {}
             for p in self.core.list_namespaced_pod(NS).items:
                 ready = any(
