@@ -9,7 +9,8 @@ pods each and HTTP probes at default settings. The pods are `zenlead.testing.far
 Phases, in order, each reported:
 
 1. **Converge**: controller start -> every leader slice written with an endpoint (independent
-   watch), then -> every pod probed up.
+   watch), then -> every pod probed up, then -> the last write (leader Service metadata and
+   Events follow routing at the client rate) and 5 s without one.
 2. **Steady state** (`--steady` seconds, default 300) with a /metrics scrape every 15 s, as
    Prometheus would: probes/s, probe timeouts and network errors (all pods are healthy: each one
    is the controller's own doing), API writes per minute, 409 Conflicts, controller CPU and RSS,
@@ -115,6 +116,35 @@ class Controller:
         self.proc.wait(timeout=60)
         if self._log is not None:
             self._log.close()
+
+
+def writes_by_operation(text: str) -> dict[str, float]:
+    """Return the controller's API writes so far, by operation (``patch_services``...)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("zen_lead_api_call_duration_seconds_count{"):
+            operation = line.split('operation="')[1].split('"')[0]
+            if operation.startswith(WRITES):
+                out[operation] = out.get(operation, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def quiescent(ctl: Controller, *, quiet: float = 5.0, timeout: float = 600.0) -> float:
+    """Wait until the controller has made no API write for `quiet` seconds; return the wait.
+
+    Routing comes first (traffic writes never wait for the rate limiter); the leader Services'
+    metadata and the Events follow at the client rate. Steady state starts after them.
+    """
+    start = time.monotonic()
+    last, since = -1.0, time.monotonic()
+    while time.monotonic() - since < quiet:
+        if time.monotonic() - start > timeout:
+            raise TimeoutError("the controller kept writing")
+        writes = counters(ctl.scrape())["writes"]
+        if writes != last:
+            last, since = writes, time.monotonic()
+        time.sleep(0.5)  # Polling another process's counters.
+    return since - start
 
 
 def counters(text: str) -> dict[str, float]:
@@ -256,6 +286,7 @@ def run_size(services: int, args: argparse.Namespace) -> dict[str, Any]:
         try:
             result["converge"] = wait(lambda: routed(watcher, services), 900, "every slice")
             result["all_up"] = wait(lambda: all_up(api, services), 900, "every pod up", step=2)
+            result["quiescent"] = quiescent(ctl)
             print(f"[{services}] converged in {result['converge']:.0f} s", flush=True)
             result |= _steady(ctl, args.steady)
             result["farm_cores"] = (
@@ -290,13 +321,16 @@ def run_size(services: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def _steady(ctl: Controller, seconds: float) -> dict[str, Any]:
     """Measure `seconds` of steady state with scrapes every 15 s."""
-    before, cpu0 = counters(ctl.scrape()), ctl.cpu()
+    text = ctl.scrape()
+    before, cpu0, ops0 = counters(text), ctl.cpu(), writes_by_operation(text)
     converged_conflicts = before["conflicts"]
     start = time.monotonic()
     with Scraper(ctl) as scraper:
         time.sleep(seconds)  # The steady state is the measurement.
     elapsed = time.monotonic() - start
-    changed = delta(before, counters(ctl.scrape()))
+    text = ctl.scrape()
+    changed = delta(before, counters(text))
+    ops = {k: v - ops0.get(k, 0.0) for k, v in writes_by_operation(text).items()}
     durations = [d for d, _ in scraper.samples] or [float("nan")]
     cpu1 = ctl.cpu()
     if len(cpu1) != len(cpu0):
@@ -305,6 +339,7 @@ def _steady(ctl: Controller, seconds: float) -> dict[str, Any]:
         "steady_seconds": elapsed,
         "steady": changed,
         "converge_conflicts": converged_conflicts,
+        "steady_writes": {k: v for k, v in ops.items() if v},
         "cores": [(b - a) / elapsed for a, b in zip(cpu0, cpu1, strict=True)],
         "rss": ctl.rss_mib(),
         "scrape_max": max(durations),
@@ -332,10 +367,15 @@ def _restart(
         ready = wait(ctl.ready, 120, "readyz", step=0.1)
         remaining = ctl.started + 10 - time.monotonic()
         time.sleep(max(0.0, remaining))  # The window: the first 10 s of the process.
-        writes = counters(ctl.scrape())["writes"]
+        text = ctl.scrape()
     finally:
         ctl.stop()
-    return {"restart_ready": ready, "restart_writes": writes}
+    made = {k: v for k, v in writes_by_operation(text).items() if v}
+    return {
+        "restart_ready": ready,
+        "restart_writes": counters(text)["writes"],
+        "restart_writes_by_op": made,
+    }
 
 
 def main() -> int:
@@ -366,10 +406,11 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     rows: list[tuple[str, Any]] = [
         ("controller start -> every leader slice written", lambda r: f"{r['converge']:.0f} s"),
         ("... -> every pod probed up", lambda r: f"{r['all_up']:.0f} s"),
+        ("... -> last write (Events, metadata) + 5 s quiet", lambda r: f"{r['quiescent']:.0f} s"),
         ("steady state: probes/s", lambda r: _rate(r, "success")),
         ("steady state: probe timeouts (healthy pods)", lambda r: _count(r, "steady", "timeout")),
         ("steady state: probe network errors", lambda r: _count(r, "steady", "network")),
-        ("steady state: API writes per minute", lambda r: _per_minute(r, "writes")),
+        ("steady state: API writes per minute", _steady_writes),
         ("409 Conflicts until converged", lambda r: f"{r['converge_conflicts']:.0f}"),
         ("steady state: 409 Conflicts", lambda r: _count(r, "steady", "conflicts")),
         ("controller CPU, cores (main + prober process)", lambda r: _split(r["cores"], "{:.2f}")),
@@ -384,7 +425,7 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         ("deletion -> slice switched p50 / p99", lambda r: _pcts(r["delete"])),
         ("baseline: slice patch -> seen by the watch p50 / p99", lambda r: _pcts(r["baseline"])),
         ("restart in place: ready after", lambda r: f"{r['restart_ready']:.1f} s"),
-        ("restart in place: writes in its first 10 s", lambda r: f"{r['restart_writes']:.0f}"),
+        ("restart in place: writes in its first 10 s", _restart_writes),
     ]
     sizes = " | ".join(f"{r['services']:,} Services" for r in results)
     lines = [
@@ -403,6 +444,12 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
+def _restart_writes(r: dict[str, Any]) -> str:
+    made = r["restart_writes_by_op"]
+    detail = ", ".join(f"{op} {n:.0f}" for op, n in sorted(made.items()))
+    return f"{r['restart_writes']:.0f}" + (f" ({detail})" if detail else "")
+
+
 def _split(values: list[float], fmt: str) -> str:
     """Render the total, then each process's share: ``0.45 (0.10 + 0.35)``."""
     total = fmt.format(sum(values))
@@ -415,8 +462,10 @@ def _rate(r: dict[str, Any], key: str) -> str:
     return f"{r['steady'][key] / r['steady_seconds']:,.0f}"
 
 
-def _per_minute(r: dict[str, Any], key: str) -> str:
-    return f"{r['steady'][key] / r['steady_seconds'] * 60:.1f}"
+def _steady_writes(r: dict[str, Any]) -> str:
+    rate = r["steady"]["writes"] / r["steady_seconds"] * 60
+    detail = ", ".join(f"{op} {n:.0f}" for op, n in sorted(r["steady_writes"].items()))
+    return f"{rate:.1f}" + (f" ({detail} in all)" if detail else "")
 
 
 def _count(r: dict[str, Any], phase: str, key: str) -> str:

@@ -220,8 +220,12 @@ class Controller:
             # A standby never processes keys, so it keeps no triggers.
             if key not in self.triggers and self._leading():
                 self.triggers[key] = tracing.trigger(kind, key=str(key))
+            # A Service whose leader is failing moves traffic: it goes before everything else.
+            urgent = self.failures.peek(key) is not None
             try:
-                anyio.from_thread.run_sync(work.add, key, token=token)
+                anyio.from_thread.run_sync(
+                    functools.partial(work.add, key, urgent=urgent), token=token
+                )
             except RuntimeError:
                 log.debug("event loop gone; dropping %s", key)
 
@@ -293,7 +297,7 @@ class Controller:
                 self.failures.recovered(key, pod_uid=uid, probe=True)
         if key not in self.triggers and self._leading():
             self.triggers[key] = tracing.trigger("probe", key=str(key), state=new.state)
-        work.add(key)
+        work.add(key, urgent=self.failures.peek(key) is not None)
 
     def _informers(self, kube: api.Api, mapper: mapping.Mapper) -> list[informers.Informer[Any]]:
         scopes: list[str | None] = list(self.settings.namespaces) or [None]

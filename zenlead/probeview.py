@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 __all__ = ("ProbeView", "probe_port", "targets", "view")
 
+_STATES = frozenset({probing.UP, probing.DOWN})
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class ProbeView:
@@ -58,9 +60,30 @@ class ProbeView:
     down_count: int
     probed_count: int
 
-    def state_annotation(self) -> str:
-        """Return the per-pod states as compact, stable JSON."""
-        return json.dumps(self.states, sort_keys=True, separators=(",", ":"))
+    def state_annotation(self, published: str | None = None) -> str:
+        """Return the per-pod states as compact, stable JSON.
+
+        `published` is the annotation as last written: a pod not probed yet keeps the state
+        it had there (its last known), so a restarted controller, whose verdicts all start
+        unknown, rewrites no annotation before it has evidence of a change.
+        """
+        known = _states(published)
+        states = {
+            name: known.get(name, state) if state == "unknown" else state
+            for name, state in self.states.items()
+        }
+        return json.dumps(states, sort_keys=True, separators=(",", ":"))
+
+
+def _states(published: str | None) -> dict[str, str]:
+    """Return the states of a published annotation ({} when absent or not ours)."""
+    try:
+        parsed = json.loads(published or "{}")
+    except ValueError:
+        return {}
+    if not isinstance(parsed, dict):
+        return {}
+    return {k: v for k, v in parsed.items() if isinstance(k, str) and v in _STATES}
 
 
 def probe_port(

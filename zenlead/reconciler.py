@@ -144,7 +144,7 @@ class Reconciler:
                 )
                 span.set_attribute("zenlead.changed", decision.changed)
                 span.set_attribute("zenlead.cause", decision.cause or "")
-        extra = self._after_probe(key, source, pods, decision, probe)
+        extra = self._after_probe(key, source, pods, decision, probe, existing=existing)
         if existing is None:
             history = {objects.ANN_LAST_SWITCH: _now_rfc3339()} if decision.leader else {}
             svc = await self._ensure_service(source, config, decision, existing, history, extra)
@@ -215,6 +215,8 @@ class Reconciler:
         pods: list[model.Pod],
         decision: leader.Decision,
         probe: probeview.ProbeView | None,
+        *,
+        existing: Mapping[str, Any] | None,
     ) -> dict[str, str]:
         """Point the pool's leader role at the decision; report panic; return annotations."""
         cfg = self.probe_configs.get(key)
@@ -241,7 +243,10 @@ class Reconciler:
         elif was_panic and not probe.panic:
             self.panicking.discard(key)
             self.events.normal(source, "ProbePanicCleared", "probe failures back below threshold")
-        return {objects.ANN_PROBE_STATE: probe.state_annotation()}
+        published = ((existing or {}).get("metadata") or {}).get("annotations") or {}
+        return {
+            objects.ANN_PROBE_STATE: probe.state_annotation(published.get(objects.ANN_PROBE_STATE))
+        }
 
     def forget_all_probes(self) -> None:
         """Stop all probing and forget its state (leadership lost)."""

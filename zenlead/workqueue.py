@@ -7,6 +7,9 @@ Semantics follow client-go's workqueue, which controller-runtime builds on:
   remembered and the key is queued again when `done` is called.
 - `add_after` schedules an add; `add_rate_limited` schedules one after the key's backoff
   (``base * 2**failures``, capped), and `forget` resets that backoff after a success.
+- ``add(key, urgent=True)`` puts the key at the front (moving it there if it already waits;
+  if it is being processed, its next run goes to the front). The controller uses it for
+  Services whose leader is failing, so a failover never waits behind a burst of opt-ins.
 
 It lives on the event loop (anyio); other threads add keys through
 ``anyio.from_thread.run_sync``. Time comes from an injectable clock so tests drive timers
@@ -48,6 +51,7 @@ class WorkQueue(Generic[K]):
         self._queue: collections.deque[K] = collections.deque()
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
+        self._urgent: set[K] = set()  # Processing now; its next run goes to the front.
         self._failures: dict[K, int] = {}
         self._timers: list[tuple[float, int, K]] = []
         self._due: dict[K, float] = {}  # Earliest pending add_after per key.
@@ -65,13 +69,20 @@ class WorkQueue(Generic[K]):
         """Number of keys with a scheduled add not yet due."""
         return len(self._due)
 
-    def add(self, key: K) -> None:
-        """Queue `key` unless it is already waiting."""
-        if self._closed or key in self._dirty:
+    def add(self, key: K, *, urgent: bool = False) -> None:
+        """Queue `key` unless it is already waiting; `urgent` puts it at the front."""
+        if self._closed:
+            return
+        if urgent and key in self._processing:
+            self._urgent.add(key)  # Its next run goes first.
+        if key in self._dirty:
+            if urgent and key not in self._processing:
+                self._queue.remove(key)  # Rare, and the queue holds each key once.
+                self._queue.appendleft(key)
             return
         self._dirty.add(key)
         if key not in self._processing:
-            self._push(key)
+            self._push(key, front=urgent)
 
     def add_after(self, key: K, delay_seconds: float) -> None:
         """Queue `key` after `delay_seconds` (at once when not positive)."""
@@ -114,14 +125,17 @@ class WorkQueue(Generic[K]):
             return None  # Woken by shutdown.
         key = self._queue.popleft()
         self._dirty.discard(key)
+        self._urgent.discard(key)
         self._processing.add(key)
         return key
 
     def done(self, key: K) -> None:
         """Mark `key` processed; queue it again if it was added meanwhile."""
         self._processing.discard(key)
+        urgent = key in self._urgent
+        self._urgent.discard(key)
         if key in self._dirty and not self._closed:
-            self._push(key)
+            self._push(key, front=urgent)
 
     def promote_due(self) -> float | None:
         """Add every scheduled key that is due; return seconds until the next one (or None)."""
@@ -155,6 +169,9 @@ class WorkQueue(Generic[K]):
         for _ in range(workers):
             self._items.release()
 
-    def _push(self, key: K) -> None:
-        self._queue.append(key)
+    def _push(self, key: K, *, front: bool = False) -> None:
+        if front:
+            self._queue.appendleft(key)
+        else:
+            self._queue.append(key)
         self._items.release()

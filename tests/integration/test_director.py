@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -714,3 +715,37 @@ class TestCacheLimit:
         kubehelp.wait_event(core, namespace, reason="CacheLimitExceeded", name="beta")
         assert not _exists(core, namespace, "beta-leader")
         assert kubehelp.metric(ctl.scrape(), "zen_lead_cache_size", namespace=namespace) == 1
+
+
+class TestBurst:
+    """A burst of opt-ins is written at the client rate, and never delays a failover."""
+
+    def test_failover_goes_before_a_burst_of_opt_ins(
+        self,
+        core: client.CoreV1Api,
+        api: Any,
+        namespace: str,
+        three_pods: list[str],
+        make_pod: Callable[..., Any],
+        start_controller: Start,
+    ) -> None:
+        """At 5 writes/s, 30 new Services take seconds; web-0's deletion moves at once."""
+        kubehelp.make_service(core, namespace)
+        start_controller(qps=5.0, burst=5)
+        kubehelp.wait_leader(api, namespace, "web-0")
+        names = [f"burst-{i}" for i in range(30)]
+        for i, name in enumerate(names):
+            make_pod(f"{name}-0", ip=f"10.244.1.{10 + i}", labels={"app": name})
+            kubehelp.make_service(core, namespace, name, selector={"app": name})
+        start = time.monotonic()
+        core.delete_namespaced_pod("web-0", namespace, grace_period_seconds=0)
+        kubehelp.wait_leader(api, namespace, "web-1", timeout=10)
+        took = time.monotonic() - start
+        written = sum(
+            1 for name in names if kubehelp.read_slice(api, namespace, f"{name}-leader") is not None
+        )
+        # 30 Services need 60 writes: 12 s at 5/s. The failover did not wait for them.
+        assert written < len(names), "the burst was over before the failover: no contest"
+        assert took < 2.0, took
+        for name in names:
+            kubehelp.wait_leader(api, namespace, f"{name}-0", name=f"{name}-leader", timeout=60)

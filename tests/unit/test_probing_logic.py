@@ -260,3 +260,31 @@ class TestPanic:
         view = probeview.view(pods, health, wanted, config, now=100.0, was_panic=True)
         assert not view.panic
         assert view.down_count == 2
+
+
+@pytest.mark.parametrize(
+    ("published", "expected"),
+    [
+        pytest.param(None, '{"a":"unknown","b":"up","c":"down"}', id="nothing-published"),
+        pytest.param(
+            '{"a":"down","b":"down","c":"up"}',
+            '{"a":"down","b":"up","c":"down"}',
+            id="unknown-keeps-its-last-known",
+        ),
+        pytest.param('{"a":"weird"}', '{"a":"unknown","b":"up","c":"down"}', id="not-a-state"),
+        pytest.param("[1, 2]", '{"a":"unknown","b":"up","c":"down"}', id="not-a-mapping"),
+        pytest.param("{not json", '{"a":"unknown","b":"up","c":"down"}', id="not-json"),
+    ],
+)
+def test_state_annotation_keeps_last_known_states(published: str | None, expected: str) -> None:
+    """A pod with no verdict yet keeps its published state: a restart writes nothing new."""
+    view = probeview.ProbeView(
+        unhealthy={},
+        up=set(),
+        panic=False,
+        stale=set(),
+        states={"a": "unknown", "b": "up", "c": "down"},
+        down_count=1,
+        probed_count=2,
+    )
+    assert view.state_annotation(published) == expected

@@ -260,3 +260,38 @@ async def test_run_timers_promotes_due_keys() -> None:
         tg.start_soon(queue.run_timers)
         assert await queue.get() == "a"
         tg.cancel_scope.cancel()
+
+
+async def test_an_urgent_key_goes_before_a_burst() -> None:
+    """A failing leader's Service is handed out before 1,000 opt-ins queued ahead of it."""
+    queue: WorkQueue[str] = WorkQueue()
+    for i in range(1000):
+        queue.add(f"burst-{i}")
+    queue.add("failover", urgent=True)
+    assert await queue.get() == "failover"
+    queue.done("failover")
+    assert len(queue) == 1000
+
+
+async def test_an_urgent_add_moves_a_waiting_key_to_the_front_once() -> None:
+    """Re-adding a waiting key urgently moves it (not duplicates it); a plain re-add does not."""
+    queue: WorkQueue[str] = WorkQueue()
+    for key in ("a", "b", "c"):
+        queue.add(key)
+    queue.add("c", urgent=True)
+    queue.add("b")
+    assert await drain(queue) == ["c", "a", "b"]
+
+
+async def test_an_urgent_add_while_processing_runs_next_at_the_front() -> None:
+    """A key made urgent while a worker holds it is the first handed out after `done`."""
+    queue: WorkQueue[str] = WorkQueue()
+    queue.add("x")
+    assert await queue.get() == "x"
+    queue.add("a")
+    queue.add("x", urgent=True)
+    queue.done("x")
+    assert await drain(queue) == ["x", "a"]
+    queue.add("y")
+    queue.add("z")
+    assert await drain(queue) == ["y", "z"], "urgency does not outlive the run it was for"
