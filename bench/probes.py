@@ -19,7 +19,8 @@ channels created) a window of ``--seconds`` is measured:
 
 The naive baseline, measured in the same run, is one shared ``httpx.AsyncClient`` (default
 limits) for all HTTP targets; its CPU per probe is reported as a ratio to our HTTP prober at the
-same N. uvloop is used for both sides when it is installed (it is not a dependency).
+same N. uvloop is used for both sides when it is installed (it is, as the prober process's
+loop; the table's first line names the loop the run used).
 
 Goal: at 3,000 HTTP targets once a second, <= 250 us CPU per probe and p99 lag <= 50 ms.
 Prints a markdown table and rewrites the "probes" section of docs/benchmarks.md.
