@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import contextlib
+import json
 import os
 import pathlib
 import platform
@@ -73,13 +74,22 @@ class Controller:
     """The controller process and its metrics."""
 
     def __init__(
-        self, kubeconfig: pathlib.Path, log: pathlib.Path | None = None, qps: float = 50.0
+        self,
+        kubeconfig: pathlib.Path,
+        services: int,
+        log: pathlib.Path | None = None,
+        qps: float = 50.0,
     ) -> None:
-        """Start `zen-lead run` on fresh ports; its log (at info) goes to `log` if given."""
+        """Start `zen-lead run` on fresh ports; its log (at info) goes to `log` if given.
+
+        All `services` live in one namespace, so the per-namespace cap (default 1,000) is
+        raised to hold them.
+        """
         self.metrics_port, self.health_port = common.free_port(), common.free_port()
         self._log = log.open("ab") if log is not None else None
         extra = ["--log-level", "info"] if log is not None else []
         extra += ["--qps", f"{qps:g}", "--burst", f"{max(100, int(qps * 2))}"]
+        extra += ["--max-cache-size-per-namespace", str(max(1000, services))]
         self.proc = common.start_controller(
             kubeconfig, self.metrics_port, self.health_port, extra, log=self._log
         )
@@ -149,8 +159,17 @@ def quiescent(ctl: Controller, *, quiet: float = 5.0, timeout: float = 600.0) ->
 
 def counters(text: str) -> dict[str, float]:
     """Return the counters the report needs from one /metrics text."""
-    out = {"timeout": 0.0, "network": 0.0, "success": 0.0, "writes": 0.0, "conflicts": 0.0}
+    out = {
+        "timeout": 0.0,
+        "network": 0.0,
+        "success": 0.0,
+        "writes": 0.0,
+        "conflicts": 0.0,
+        "failovers": 0.0,
+    }
     for line in text.splitlines():
+        if line.startswith("zen_lead_failover_count_total{"):
+            out["failovers"] += float(line.rsplit(" ", 1)[1])
         if line.startswith("zen_lead_probes_total{"):
             for result in ("timeout", "network", "success"):
                 if f'result="{result}"' in line:
@@ -282,7 +301,7 @@ def run_size(services: int, args: argparse.Namespace) -> dict[str, Any]:
         watcher = common.SliceWatcher(api)
         watcher.start()
         farm_cpu = common.cpu_seconds(farm_a.pid) + common.cpu_seconds(farm_b.pid)
-        ctl = Controller(plane.kubeconfig, args.log, args.qps)
+        ctl = Controller(plane.kubeconfig, services, args.log, args.qps)
         try:
             result["converge"] = wait(lambda: routed(watcher, services), 900, "every slice")
             result["all_up"] = wait(lambda: all_up(api, services), 900, "every pod up", step=2)
@@ -314,7 +333,7 @@ def run_size(services: int, args: argparse.Namespace) -> dict[str, Any]:
             result["baseline"] = patch_baseline(api, watcher, args.deletions)
         finally:
             ctl.stop()
-        result |= _restart(plane, args.log, args.qps)
+        result |= _restart(plane, services, args.log, args.qps)
         watcher.stopping = True
     return result
 
@@ -359,10 +378,10 @@ def _relist(plane: controlplane.ControlPlane, ctl: Controller) -> dict[str, Any]
 
 
 def _restart(
-    plane: controlplane.ControlPlane, log: pathlib.Path | None, qps: float
+    plane: controlplane.ControlPlane, services: int, log: pathlib.Path | None, qps: float
 ) -> dict[str, Any]:
     """Start a second controller with everything in place: time to ready, writes in 10 s."""
-    ctl = Controller(plane.kubeconfig, log, qps)
+    ctl = Controller(plane.kubeconfig, services, log, qps)
     try:
         ready = wait(ctl.ready, 120, "readyz", step=0.1)
         remaining = ctl.started + 10 - time.monotonic()
@@ -393,7 +412,10 @@ def main() -> int:
     args = parser.parse_args()
     if not netns.active():
         netns.reexec([sys.executable, "-m", "bench.scale", *sys.argv[1:]])
-    results = [run_size(int(n), args) for n in args.sizes.split(",")]
+    results = []
+    for n in args.sizes.split(","):
+        results.append(run_size(int(n), args))
+        print(json.dumps(results[-1]), flush=True)  # Kept if a later size fails.
     text = render(results, args)
     print(text)
     if not args.no_docs:
@@ -413,6 +435,10 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         ("steady state: API writes per minute", _steady_writes),
         ("409 Conflicts until converged", lambda r: f"{r['converge_conflicts']:.0f}"),
         ("steady state: 409 Conflicts", lambda r: _count(r, "steady", "conflicts")),
+        (
+            "steady state: failovers (all pods healthy: false)",
+            lambda r: _count(r, "steady", "failovers"),
+        ),
         ("controller CPU, cores (main + prober process)", lambda r: _split(r["cores"], "{:.2f}")),
         ("controller RSS, MiB (main + prober process)", lambda r: _split(r["rss"], "{:.0f}")),
         ("fake pods' CPU (cores, 2 processes)", lambda r: f"{r['farm_cores']:.2f}"),
@@ -420,6 +446,10 @@ def render(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
         (
             "60 s after a kube-apiserver restart: probe timeouts",
             lambda r: _count(r, "relist", "timeout"),
+        ),
+        (
+            "60 s after a kube-apiserver restart: failovers (false)",
+            lambda r: _count(r, "relist", "failovers"),
         ),
         ("hang -> slice switched p50 / p99", lambda r: _pcts(r["hang"])),
         ("deletion -> slice switched p50 / p99", lambda r: _pcts(r["delete"])),

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import anyio
 import pytest
 
-import probes
-from zenlead import metrics, model, probeconfig, probehost, probing
+from tests.probes import test_phi_pool
+from zenlead import metrics, model, probehost, probing
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
@@ -29,15 +29,8 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.anyio
 
 KEY = model.ServiceKey("ns", "svc")
-CONFIG = probeconfig.ProbeConfig(
-    kind="http",
-    port=None,
-    spec=probes.HttpSpec(path="/switch", verify_tls=False),
-    interval_seconds=0.1,
-    timeout_seconds=0.09,
-    fast_interval_seconds=0.1,
-    candidate_interval_seconds=0.1,
-)
+CONFIG = test_phi_pool.BASE
+"""Fast timings: 100 ms intervals, 90 ms timeout, on the scripted server's /switch path."""
 
 
 @dataclasses.dataclass
