@@ -79,7 +79,7 @@ def _states(published: str | None) -> dict[str, str]:
     """Return the states of a published annotation ({} when absent or not ours)."""
     try:
         parsed = json.loads(published or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):  # Anyone may edit it: garbage, or nesting too deep.
         return {}
     if not isinstance(parsed, dict):
         return {}

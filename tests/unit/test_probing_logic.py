@@ -274,6 +274,10 @@ class TestPanic:
         pytest.param('{"a":"weird"}', '{"a":"unknown","b":"up","c":"down"}', id="not-a-state"),
         pytest.param("[1, 2]", '{"a":"unknown","b":"up","c":"down"}', id="not-a-mapping"),
         pytest.param("{not json", '{"a":"unknown","b":"up","c":"down"}', id="not-json"),
+        pytest.param("[" * 100_000, '{"a":"unknown","b":"up","c":"down"}', id="deep-nesting"),
+        pytest.param(
+            '{"a":"up","\u0661":"down"}', '{"a":"up","b":"up","c":"down"}', id="unicode-key"
+        ),
     ],
 )
 def test_state_annotation_keeps_last_known_states(published: str | None, expected: str) -> None:
