@@ -84,8 +84,19 @@ def test_failover_is_one_trace(
         )
 
     decide = helpers.poll(decisive, timeout=10, what="the span of the failover decision")
-    trace = [s for s in spans.get_finished_spans() if s.context.trace_id == decide.context.trace_id]
-    by_id = {s.context.span_id: s for s in trace}
+
+    def finished_trace() -> dict[int, Any] | None:
+        # The reconcile span ends after the decision's, once its writes are done.
+        trace_id = decide.context.trace_id
+        found = {
+            s.context.span_id: s
+            for s in spans.get_finished_spans()
+            if s.context.trace_id == trace_id
+        }
+        return found if decide.parent.span_id in found else None
+
+    by_id = helpers.poll(finished_trace, timeout=10, what="the failover's reconcile span to end")
+    trace = list(by_id.values())
     reconcile = by_id[decide.parent.span_id]
     assert reconcile.name == "reconcile"
     root = by_id[reconcile.parent.span_id]
