@@ -251,15 +251,6 @@ class RemotePool:
             self._writer = None
 
 
-def _restarts(
-    prior: tuple[probeconfig.ProbeConfig, dict[str, probing.ProbeTarget]],
-    uid: str,
-    new: probing.ProbeTarget,
-    config: probeconfig.ProbeConfig,
-) -> bool:
-    return probing.restarts(prior[1][uid], prior[0], new, config)
-
-
 async def _end(proc: asyncio.subprocess.Process) -> None:
     """Make sure `proc` is gone: close its stdin, then terminate, then kill."""
     if proc.stdin is not None:
