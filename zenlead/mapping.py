@@ -10,7 +10,8 @@ terminating, not Ready, no IP, not Running), the moment the watch event arrived 
 Every lookup goes through the stores' indexes (`new_cache` declares them), never through a scan
 of a namespace, so the work per event is proportional to what the event touches (the pod's
 Services, the Service's pods), not to how many objects share the namespace: a pod event finds
-the sources whose selector shares a label pair with the pod, then checks their whole selector;
+the sources filed under one of the pod's label pairs (each source is filed under one pair of
+its selector), then checks their whole selector;
 a Service's pods are those that carry every pair of its selector.
 """
 
@@ -44,7 +45,7 @@ PROBE_FAILED = "probe_failed"
 
 # Index names (see `new_cache`).
 SELECTOR = "selector"
-"""Services: each source under every ``key=value`` pair of its selector."""
+"""Services: each source under one ``key=value`` pair of its selector (the least, sorted)."""
 LEADER_NAME = "leader-name"
 """Services: each source under the name of the leader Service it wants."""
 SOURCES = "sources"
@@ -162,7 +163,11 @@ def _pairs(labels: Mapping[str, str]) -> list[str]:
 
 
 def _selector_pairs(svc: dict[str, Any]) -> Iterable[str]:
-    return _pairs((svc.get("spec") or {}).get("selector") or {}) if is_source(svc) else ()
+    # One pair is enough: a pod the selector matches carries every pair, this one included.
+    # Filing under all of them would make a pair many selectors share (``tier=web``) bring
+    # every such source back as a candidate for each pod event.
+    pairs = _pairs((svc.get("spec") or {}).get("selector") or {}) if is_source(svc) else []
+    return (min(pairs),) if pairs else ()
 
 
 def _leader_names(svc: dict[str, Any]) -> Iterable[str]:
